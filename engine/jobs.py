@@ -1,0 +1,179 @@
+"""Jobs: the one entry point that runs any method for a request.
+
+``Job(request)`` resolves the method and prior, loads and degrades the image, and
+converts between image units ([0, 1]) and the prior's data range at the edges. Then
+either iterate ``job.steps()`` (the GUI worker does, so closing the generator cancels
+within one step) and read ``job.result``, or call ``job.run()``.
+
+A `Result` holds the samples in [0, 1], the measurement, metrics against the clean
+image when it is known, NFE per sample, wall seconds per image, a bounded trajectory
+of 8-bit thumbnails and the full recipe (everything needed to re-run it exactly).
+``job.finish()`` after an early stop keeps the current x̂0 ("Stop and keep x̂0").
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+import engine
+from engine import metrics, registry
+from engine.operators import Degradation
+from engine.priors.catalog import load_prior
+from engine.rng import SampleRNG
+from engine.step import BadInputError, Step, check_finite
+
+TRAJECTORY_FRAMES = 128  # bounded ring of thumbnails (DESIGN §3)
+
+
+@dataclass
+class Request:
+    method: str  # "name" or "name@model"
+    image: torch.Tensor | None = None  # (C, H, W) in [0, 1]; None = unconditional
+    degradation: Degradation | None = None  # None with an image = noise-free identity
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0  # sample k uses seed + k
+    n: int = 1
+    measurement_seed: int = 0  # seed of the measurement noise ε in y
+    device: str = "cpu"
+    source: str = ""  # where the image came from (recipe only)
+    max_batch: int = 64
+
+
+@dataclass
+class Result:
+    samples: torch.Tensor  # (n, C, H, W) in [0, 1]
+    metrics: dict[str, Any]
+    recipe: dict[str, Any]
+    clean: torch.Tensor | None = None  # (C, H, W) in [0, 1]
+    measurement: torch.Tensor | None = None  # y in image units, (C', H', W')
+    trajectory: list[tuple[float, np.ndarray, np.ndarray]] = field(default_factory=list)
+    stopped: bool = False  # True when finished early with the current x̂0
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.samples.mean(0)
+
+
+def to_thumbnail(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] → (H, W, C) uint8."""
+    return (x.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+class Job:
+    def __init__(self, request: Request):
+        self.request = request
+        if request.n < 1:
+            raise BadInputError(f"number of samples must be ≥ 1, got {request.n}")
+        name, model = registry.split_spec(request.method)
+        self.info = registry.get(name)
+        self.model = model if self.info.needs_prior else None
+        self.params = registry.make_params(self.info.params, request.params)
+        self.prior = load_prior(model, request.device) if self.model else None
+        self.lo, self.hi = self.prior.data_range if self.prior else (0.0, 1.0)
+        self.clean = None if request.image is None else request.image.float().cpu()
+        if self.prior is not None and self.clean is not None and tuple(self.clean.shape) != self.prior.shape:
+            raise BadInputError(f"the image is {tuple(self.clean.shape)} but {model} works on "
+                                f"{self.prior.shape} (C, H, W); convert it first")
+        self.degradation = request.degradation or (Degradation() if self.clean is not None else None)
+        self.y_image, self.measurement = self._measure()
+        self.info.check(self.prior, self.measurement)
+        self.result: Result | None = None
+        self._x0_hat: torch.Tensor | None = None
+        self._trajectory: list = []
+        self._seconds = 0.0
+        self._nfe_start = 0
+
+    # -- units ----------------------------------------------------------------------
+    def to_model(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lo + (self.hi - self.lo) * x
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.lo) / (self.hi - self.lo)
+
+    def _measure(self):
+        if self.clean is None:
+            return None, None
+        deg, x = self.degradation, self.clean[None]
+        op = deg.operator(x.shape[1])
+        op.check_input(tuple(x.shape))
+        eps = SampleRNG(self.request.measurement_seed, 1).randn(*op.out_shape(tuple(x.shape))[1:])
+        y_unit = deg.measure(x, eps)
+        # y in model units: A(lo + s·x) + s·σ ε = lo·A(1) + s·y  (A linear)
+        scale = self.hi - self.lo
+        y_model = self.lo * op.forward(torch.ones_like(x)) + scale * y_unit
+        device = self.request.device
+        batch = y_model.to(device).expand(self.request.n, *y_model.shape[1:]).contiguous()
+        measurement = registry.Measurement(batch, op, deg.noise * scale, tuple(x.shape[1:]))
+        return y_unit[0], measurement
+
+    # -- running ----------------------------------------------------------------------
+    def steps(self) -> Iterator[Step]:
+        """Yield the method's Steps (batch = all samples); sets ``self.result`` at the end."""
+        req = self.request
+        rng = SampleRNG(req.seed, req.n, device=req.device)
+        if self.prior is not None:
+            self._nfe_start = self.prior.nfe
+        self._seconds = 0.0
+        steps = self.info.run(self.prior, self.measurement, self.params, rng)
+        try:
+            while True:
+                started = time.perf_counter()  # time the method, not the consumer
+                with torch.no_grad():
+                    step = next(steps, None)
+                if step is None:
+                    break
+                check_finite(step.x0_hat, self.info.name)
+                self._x0_hat = step.x0_hat
+                self._record(step)
+                self._seconds += time.perf_counter() - started
+                yield step
+        finally:
+            steps.close()  # a closed job stops its method within one step
+        self.finish(stopped=False)
+
+    def _record(self, step: Step) -> None:
+        if len(self._trajectory) >= TRAJECTORY_FRAMES:
+            self._trajectory = self._trajectory[::2]  # keep the whole path, half as dense
+        self._trajectory.append((step.t, to_thumbnail(self.to_unit(step.x_t[0]).float().cpu()),
+                                 to_thumbnail(self.to_unit(step.x0_hat[0]).float().cpu())))
+
+    def run(self, progress: Callable[[Step], None] | None = None) -> Result:
+        for step in self.steps():
+            if progress is not None:
+                progress(step)
+        return self.result
+
+    def finish(self, stopped: bool = True) -> Result:
+        """Build the Result from the latest x̂0 (after a full run or an early stop)."""
+        if self._x0_hat is None:
+            raise BadInputError("the job was stopped before its first step; nothing to keep")
+        samples = self.to_unit(self._x0_hat.float().cpu()).clamp(0, 1)
+        nfe = (self.prior.nfe - self._nfe_start) if self.prior is not None else 0
+        values = {"nfe": nfe, "seconds": self._seconds, "n": self.request.n}
+        values.update(metrics.sample_metrics(samples, self.clean))
+        self.result = Result(samples=samples, metrics=values, recipe=self.recipe(),
+                             clean=self.clean, measurement=self.y_image,
+                             trajectory=list(self._trajectory), stopped=stopped)
+        return self.result
+
+    def recipe(self) -> dict[str, Any]:
+        req = self.request
+        return {
+            "method": self.info.name, "model": self.model,
+            "params": {k: getattr(self.params, k) for k in vars(self.params)},
+            "seed": req.seed, "n": req.n, "measurement_seed": req.measurement_seed,
+            "degradation": self.degradation.spec() if self.degradation else None,
+            "source": req.source, "device": req.device, "rng_device": "cpu", "dtype": "float32",
+            "versions": {"engine": engine.__version__, "torch": torch.__version__,
+                         "numpy": np.__version__, "python": platform.python_version()},
+        }
+
+
+def run_job(request: Request, progress: Callable[[Step], None] | None = None) -> Result:
+    return Job(request).run(progress)

@@ -1,0 +1,63 @@
+"""The prior protocol shared by exact and learned priors.
+
+A prior knows its `Schedule` (so ``x_t = C_t x0 + σ_t ε``), the range of its data
+(``data_range``, e.g. (−1, 1)), the shape of one sample (``shape``, ``(C, H, W)``; 2-D
+toy points are ``(2, 1, 1)``), and answers ``denoise(x_t, t) = E[x0 | x_t]``.
+Every call of `denoise` is one network evaluation: ``nfe`` counts them (per batch call,
+which is per sample trajectory). The score follows by Tweedie's formula (Soft
+Diffusion Lemma A.2): ``∇ log p_t(x_t) = (C_t E[x0|x_t] − x_t) / σ_t²``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from engine.rng import SampleRNG
+from engine.schedules import Schedule
+
+
+class Prior:
+    name = "prior"
+    exact = False  # True for closed-form priors (no network)
+
+    def __init__(self, schedule: Schedule, shape: tuple[int, ...],
+                 data_range: tuple[float, float] = (-1.0, 1.0)):
+        self.schedule = schedule
+        self.shape = tuple(shape)
+        self.data_range = data_range
+        self.nfe = 0
+        self.device = torch.device("cpu")
+
+    # -- the one thing a prior must answer -------------------------------------------
+    def _denoise(self, x_t: torch.Tensor, t: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def denoise(self, x_t: torch.Tensor, t: float) -> torch.Tensor:
+        """E[x0 | x_t] for the batch ``x_t`` at level ``t`` (counts one NFE)."""
+        self.nfe += 1
+        return self._denoise(x_t, t)
+
+    # -- derived quantities ----------------------------------------------------------
+    def score_from_x0(self, x_t: torch.Tensor, x0_hat: torch.Tensor, t: float) -> torch.Tensor:
+        """Tweedie: ``(C_t x̂0 − x_t) / σ_t²``."""
+        return (self.schedule.corruption(t).forward(x0_hat) - x_t) / self.schedule.sigma(t) ** 2
+
+    def score(self, x_t: torch.Tensor, t: float) -> torch.Tensor:
+        return self.score_from_x0(x_t, self.denoise(x_t, t), t)
+
+    def mean_image(self) -> torch.Tensor:
+        """A representative clean image ``(C, H, W)`` used to start from p_1 (data mean)."""
+        return torch.zeros(self.shape)
+
+    def sample_final(self, rng: SampleRNG) -> torch.Tensor:
+        """A draw from the final distribution p_1 ≈ ``C_1 x̄ + σ_1 ε`` (x̄ = `mean_image`)."""
+        x_bar = self.mean_image().to(rng.device, rng.dtype).expand(len(rng), *self.shape)
+        return self.schedule.corrupt(x_bar, 1.0, rng.randn(*self.shape))
+
+    def to(self, device: torch.device | str) -> "Prior":
+        self.device = torch.device(device)
+        return self
+
+    def describe(self) -> dict:
+        return {"name": self.name, "schedule": self.schedule.to_config(),
+                "shape": list(self.shape), "data_range": list(self.data_range)}

@@ -1,0 +1,196 @@
+"""Corruption schedules: for a level ``t`` in [0, 1] the pair ``(C_t, σ_t)`` of
+``x_t = C_t x0 + σ_t ε`` (the schedule is data, separate from network and sampler).
+
+* `VESchedule`: ``C_t = I``, σ geometric between σ_min and σ_max.
+* `VPSchedule`: DDPM, linear β 1e-4 → 0.02 over 1000 steps; ``C_t = √ᾱ_k I``,
+  ``σ_t = √(1 − ᾱ_k)`` with ``k = round(t·T)`` (t = 0 is the clean image, ᾱ_0 = 1).
+* `SoftBlurSchedule` (Soft Diffusion): a noise stage (σ geometric 0.01 → 0.1 on
+  ``[0, t_s]``, no blur) then σ fixed while the blur σ_b grows through a table of blur
+  levels placed at uniform times (geometric by default; `engine.wasserstein` selects
+  one by shortest W2 path). C_t is always rebuilt from the interpolated σ_b.
+* `SoftMaskSchedule`: the same noise stage, then a centred observed window that
+  shrinks to nothing at t = 1 (``Mask("frame", level)``), σ fixed.
+* RGM schedules (`rgm_coefficients`): the level-k coefficients of RGM-D, RGM-SR naive
+  and RGM-SR (rgm.md, App. B.1 and the authors' code).
+
+Every schedule serialises to a plain dict (`to_config`) that is stored with a model and
+read back by `schedule_from_config`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from engine.operators import Blur, Identity, Mask, Operator, Scale
+
+NO_BLUR = 0.01  # σ_b this small is the identity to float precision (Soft Diffusion)
+
+
+class Schedule:
+    kind = "schedule"
+
+    def corruption(self, t: float) -> Operator:
+        raise NotImplementedError
+
+    def sigma(self, t: float) -> float:
+        raise NotImplementedError
+
+    def grid(self, n: int, t_start: float = 1.0) -> list[float]:
+        """``t_start = t_0 > t_1 > … > t_n = 0``: n steps, uniform in t."""
+        return [t_start * (1 - i / n) for i in range(n + 1)]
+
+    def corrupt(self, x0: torch.Tensor, t: float, noise: torch.Tensor) -> torch.Tensor:
+        """``x_t = C_t x0 + σ_t ε`` for one level t."""
+        return self.corruption(t).forward(x0) + self.sigma(t) * noise
+
+    def to_config(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass
+class VESchedule(Schedule):
+    sigma_min: float = 0.01
+    sigma_max: float = 50.0
+    kind = "ve"
+
+    def corruption(self, t):
+        return Identity()
+
+    def sigma(self, t):
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+
+@dataclass
+class VPSchedule(Schedule):
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    steps: int = 1000
+    kind = "vp"
+
+    def betas(self) -> torch.Tensor:
+        """β_1 … β_T (float64); index k−1 holds β_k."""
+        return torch.linspace(self.beta_start, self.beta_end, self.steps, dtype=torch.float64)
+
+    def alpha_bars(self) -> torch.Tensor:
+        """ᾱ_0 … ᾱ_T with ᾱ_0 = 1 (float64)."""
+        return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - self.betas(), 0)])
+
+    def index(self, t: float) -> int:
+        return int(round(t * self.steps))
+
+    def alpha_bar(self, t: float) -> float:
+        return float(self.alpha_bars()[self.index(t)])
+
+    def corruption(self, t):
+        return Scale(math.sqrt(self.alpha_bar(t)))
+
+    def sigma(self, t):
+        return math.sqrt(1.0 - self.alpha_bar(t))
+
+    def grid(self, n, t_start=1.0):
+        """n steps over the integer timesteps (DDIM's uniform stride), ending at k = 0."""
+        k_start = self.index(t_start)
+        ks = np.unique(np.round(np.linspace(0, k_start, n + 1)).astype(int))[::-1]
+        return [float(k) / self.steps for k in ks]
+
+
+def _noise_stage_sigma(t: float, t_split: float, sigma_start: float, sigma_end: float) -> float:
+    return sigma_start * (sigma_end / sigma_start) ** min(t / t_split, 1.0)
+
+
+@dataclass
+class SoftBlurSchedule(Schedule):
+    sigma_start: float = 0.01  # σ_0
+    sigma_end: float = 0.1  # σ during the blur stage (= σ_1)
+    t_split: float = 0.15  # t_s: end of the noise-only stage [choice]
+    blur_min: float = NO_BLUR
+    blur_max: float = 15.0  # ≈ 0.55·H for 28 px
+    # Blur levels at uniform times over [t_split, 1]; empty = geometric blur_min → blur_max.
+    blur_table: list[float] = field(default_factory=list)
+    kind = "soft-blur"
+
+    def table(self) -> np.ndarray:
+        if self.blur_table:
+            return np.asarray(self.blur_table, dtype=np.float64)
+        return np.geomspace(self.blur_min, self.blur_max, 32)
+
+    def blur_sigma(self, t: float) -> float:
+        if t <= self.t_split:
+            return self.blur_min
+        table = self.table()
+        s = (t - self.t_split) / (1 - self.t_split) * (len(table) - 1)
+        return float(np.interp(s, np.arange(len(table)), table))
+
+    def corruption(self, t):
+        return Blur(self.blur_sigma(t))
+
+    def sigma(self, t):
+        return _noise_stage_sigma(t, self.t_split, self.sigma_start, self.sigma_end)
+
+
+@dataclass
+class SoftMaskSchedule(Schedule):
+    sigma_start: float = 0.01
+    sigma_end: float = 0.1
+    t_split: float = 0.15
+    kind = "soft-mask"
+
+    def mask_level(self, t: float) -> float:
+        """Fraction of the side hidden: 0 up to t_s, then linear to 1 (nothing seen)."""
+        return max(0.0, (t - self.t_split) / (1 - self.t_split))
+
+    def corruption(self, t):
+        return Mask("frame", min(1.0, self.mask_level(t)))
+
+    def sigma(self, t):
+        return _noise_stage_sigma(t, self.t_split, self.sigma_start, self.sigma_end)
+
+
+SCHEDULES = {cls.kind: cls for cls in (VESchedule, VPSchedule, SoftBlurSchedule, SoftMaskSchedule)}
+
+
+def schedule_from_config(config: dict) -> Schedule:
+    config = dict(config)
+    kind = config.pop("kind")
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown schedule kind {kind!r}")
+    return SCHEDULES[kind](**config)
+
+
+# --- RGM (rgm.md, App. B.1, Table 5) --------------------------------------------------
+
+RGM_BETA_MIN, RGM_BETA_MAX, RGM_EPS0 = 0.1, 20.0, 1e-3
+
+
+def rgm_beta_integral(tau: np.ndarray) -> np.ndarray:
+    """β(τ) = ¼(β_max − β_min) τ² + ½ β_min τ (the integrated VP rate)."""
+    return 0.25 * (RGM_BETA_MAX - RGM_BETA_MIN) * tau**2 + 0.5 * RGM_BETA_MIN * tau
+
+
+def rgm_coefficients(levels: int, squared_time: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(a_k, s_k)`` for k = 0 … T: ``a_k = exp(−(β(τ_k) − β(τ_0)))``, ``s_k = √(1 − a_k²)``.
+
+    ``τ_k = ε0 + (1 − ε0) k/T`` [code]; ``squared_time`` uses β̃_k = β(τ_k²) (eq. 13).
+    s_0 is floored at 1e-4 (level 0 is essentially clean).
+    """
+    tau = RGM_EPS0 + (1 - RGM_EPS0) * np.arange(levels + 1) / levels
+    if squared_time:  # the test vectors square the whole grid point
+        tau = tau**2
+    a = np.exp(-(rgm_beta_integral(tau) - rgm_beta_integral(tau[0])))
+    s = np.sqrt(np.maximum(1 - a**2, 1e-8))
+    return a, s
+
+
+def rgm_sr_levels(levels: int) -> list[tuple[float, float, int]]:
+    """RGM-SR: level k observes ``U_m D_m (a_n x + 2^n s_n ε)``, n = ⌈k/2⌉, m = ⌊k/2⌋.
+
+    Returns ``(a_n, noise std at full resolution 2^n s_n, m)`` per level; the std of a
+    low-resolution pixel (after m block averages of 2×2) is that std divided by 2^m.
+    """
+    a, s = rgm_coefficients(math.ceil(levels / 2))
+    return [(float(a[math.ceil(k / 2)]), float(2 ** math.ceil(k / 2) * s[math.ceil(k / 2)]), k // 2)
+            for k in range(levels + 1)]
