@@ -74,18 +74,18 @@ class Operator:
         return f"{self.name}({params})" if params else self.name
 
 
-def conjugate_gradient(apply, rhs: torch.Tensor, x0: torch.Tensor, iters: int = 200,
-                       tol: float = 1e-7) -> torch.Tensor:
-    """Solve ``apply(x) = rhs`` for an SPD map, per batch element."""
+def cg_iterates(apply, rhs: torch.Tensor, x0: torch.Tensor):
+    """Conjugate-gradient iterates for ``apply(x) = rhs`` (SPD map), per batch element.
+
+    Yields ``(x, relative residual)`` after every iteration, without end; the caller stops.
+    """
     dims = tuple(range(1, rhs.dim()))
     x = x0.clone()
     r = rhs - apply(x)
     p = r.clone()
     rr = (r * r).sum(dims, keepdim=True)
     scale = (rhs * rhs).sum(dims, keepdim=True).clamp_min(1e-30)
-    for _ in range(iters):
-        if bool((rr <= tol**2 * scale).all()):
-            break
+    while True:
         ap = apply(p)
         alpha = rr / (p * ap).sum(dims, keepdim=True).clamp_min(1e-30)
         x = x + alpha * p
@@ -93,6 +93,16 @@ def conjugate_gradient(apply, rhs: torch.Tensor, x0: torch.Tensor, iters: int = 
         rr_new = (r * r).sum(dims, keepdim=True)
         p = r + (rr_new / rr.clamp_min(1e-30)) * p
         rr = rr_new
+        yield x, float((rr / scale).max().sqrt())
+
+
+def conjugate_gradient(apply, rhs: torch.Tensor, x0: torch.Tensor, iters: int = 200,
+                       tol: float = 1e-7) -> torch.Tensor:
+    """Solve ``apply(x) = rhs`` for an SPD map to relative residual ``tol``."""
+    x = x0
+    for i, (x, residual) in enumerate(cg_iterates(apply, rhs, x0)):
+        if residual <= tol or i + 1 >= iters:
+            break
     return x
 
 
@@ -159,6 +169,8 @@ class Blur(Operator):
     def __post_init__(self):
         if not (self.sigma > 0 and math.isfinite(self.sigma)):
             raise BadInputError(f"blur sigma must be positive, got {self.sigma}")
+        if self.radius is not None and self.radius < 0:
+            raise BadInputError(f"blur radius must be ≥ 0, got {self.radius}")
 
     def _radius(self, n: int) -> int:
         return n if self.radius is None else int(self.radius)
@@ -287,6 +299,10 @@ class Grayscale(Operator):
     channels: int = 3
     name = "grayscale"
 
+    def check_input(self, shape):
+        if shape[1] != self.channels:
+            raise BadInputError(f"grayscale expects {self.channels}-channel images, got {shape[1]}")
+
     def forward(self, x):
         return x.mean(1, keepdim=True)
 
@@ -350,10 +366,14 @@ class Degradation:
     grayscale: bool = False
 
     def __post_init__(self):
+        """Refuse impossible values when the degradation is made, not when it is used."""
         if not (math.isfinite(self.noise) and self.noise >= 0):
             raise BadInputError(f"noise σ_y must be ≥ 0, got {self.noise}")
         if not (math.isfinite(self.blur) and self.blur >= 0):
             raise BadInputError(f"blur σ must be ≥ 0, got {self.blur}")
+        Downsample(self.downsample)
+        if self.mask:
+            Mask(self.mask, self.mask_level, self.mask_seed)
 
     def operator(self, channels: int) -> Operator:
         ops: list[Operator] = []
@@ -409,6 +429,9 @@ class Degradation:
                     fields["downsample"] = int(value)
                 elif key == "mask":
                     kind, _, rest = value.partition(":")
+                    if not kind:
+                        raise BadInputError("mask needs a kind (box, frame, random, half), "
+                                            "e.g. mask=box:0.5")
                     level, _, seed = rest.partition(":")
                     fields.update(mask=kind, mask_level=float(level or 0.5), mask_seed=int(seed or 0))
                 else:

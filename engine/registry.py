@@ -111,6 +111,10 @@ class MethodInfo:
     default_model: str | None = None
     generates: bool = True  # can run without a measurement
     supports: Callable[[Operator], bool] = any_operator
+    # A fast model and a supported degradation (image units) for demos and the
+    # conformance suite; None = the default model / unconditional generation.
+    example_model: str | None = None
+    example_degradation: str | None = None
 
     def check(self, prior, measurement: Measurement | None) -> None:
         """Raise a clear `BadInputError` if this method cannot serve the request."""

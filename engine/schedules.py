@@ -92,7 +92,10 @@ class VPSchedule(Schedule):
         return math.sqrt(1.0 - self.alpha_bar(t))
 
     def grid(self, n, t_start=1.0):
-        """n steps over the integer timesteps (DDIM's uniform stride), ending at k = 0."""
+        """n steps over the integer timesteps (DDIM's uniform stride), ending at k = 0.
+
+        At most one step per timestep: n larger than the start index gives that many.
+        """
         k_start = self.index(t_start)
         ks = np.unique(np.round(np.linspace(0, k_start, n + 1)).astype(int))[::-1]
         return [float(k) / self.steps for k in ks]

@@ -8,6 +8,7 @@ caller (jobs, CLI, GUI, tests) gets a prior by name.
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -22,8 +23,12 @@ def _load_exact_module() -> None:
     importlib.import_module("engine.priors.exact")
 
 
+NOT_PRIORS = {"features"}  # shipped networks that are not diffusion priors
+
+
 def learned_models(models_dir: Path = MODELS_DIR) -> list[str]:
-    return sorted(p.parent.name for p in models_dir.glob("*/config.json"))
+    return sorted(p.parent.name for p in models_dir.glob("*/config.json")
+                  if json.loads(p.read_text()).get("kind") not in NOT_PRIORS)
 
 
 def prior_names() -> list[str]:
@@ -35,7 +40,7 @@ def load_prior(name: str, device: str = "cpu") -> Prior:
     _load_exact_module()
     if name in EXACT_PRIORS:
         return EXACT_PRIORS[name]().to(device)
-    if (MODELS_DIR / name / "config.json").exists():
+    if name in learned_models():
         from engine.priors.learned import load_learned
         return load_learned(MODELS_DIR / name, device=device)
     raise BadInputError(f"unknown model {name!r}; available: {', '.join(prior_names()) or 'none'}")

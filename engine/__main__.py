@@ -1,0 +1,227 @@
+"""Command line: ``python -m engine {list,restore,sample,train,schedule,...}``.
+
+The contract later issues and the GUI rely on (extend, don't break):
+
+* ``list [--json]``: operators, methods (with their parameter dataclasses), models, priors.
+* ``restore (--image PATH | --sample INDEX) --degrade SPEC --method NAME[@MODEL]
+  [--model NAME] [--nfe N] [--n K] [--seed S] [--param K=V ...] --out PNG [--json PATH]
+  [--trajectory GIF|MP4]``: JSON is a flat object with psnr, ssim, nfe, seconds (per
+  image) and diversity when K > 1.
+* ``sample --model NAME --method NAME [--nfe N] [--n K] [--seed S] --out PNG [--json PATH]``.
+* ``train``, ``schedule``, ``eval``, ``claims`` and ``bench`` are forwarded to the
+  ``main(argv)`` of their modules (see `FORWARDED`).
+
+Progress goes to stderr with an ETA once a run takes longer than a second. Bad input
+exits with status 2 and a one-line reason; nothing else is printed on stderr then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from engine.step import EngineError
+
+EXIT_BAD_INPUT = 2
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise EngineError(f"--param expects KEY=VALUE, got {item!r}")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def _method_spec(method: str, model: str | None) -> str:
+    if model and "@" in method:
+        raise EngineError("give the model either as --model or as METHOD@MODEL, not both")
+    return f"{method}@{model}" if model else method
+
+
+def _progress_bar():
+    """A tqdm callback over Steps: shown only when the run takes over a second."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(step):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=step.total, delay=1.0, file=sys.stderr, unit="step", leave=False)
+        bar.update(1)
+        if step.is_last:
+            bar.close()
+
+    return update
+
+
+def cmd_list(args) -> int:
+    from engine import registry
+    from engine.priors.catalog import learned_models, prior_names
+
+    methods = [{"name": m.name, "kind": m.kind, "family": m.family, "summary": m.summary,
+                "default_model": m.default_model, "needs_prior": m.needs_prior,
+                "generates": m.generates, "schedules": list(m.schedules),
+                "params": registry.describe_params(m.params)}
+               for m in registry.methods().values()]
+    listing = {"operators": ["noise", "blur", "mask", "downsample", "grayscale"],
+               "methods": methods, "models": learned_models(), "priors": prior_names()}
+    if args.json:
+        print(json.dumps(listing, indent=2, default=str))
+        return 0
+    print("operators: " + ", ".join(listing["operators"]))
+    print("models:    " + (", ".join(listing["models"]) or "(none shipped)"))
+    print("priors:    " + ", ".join(listing["priors"]))
+    print("methods:")
+    for m in methods:
+        default = f" (default model {m['default_model']})" if m["default_model"] else ""
+        print(f"  {m['name']:<14} {m['kind']:<9} {m['summary']}{default}")
+    return 0
+
+
+def _request_params(args) -> dict:
+    params = _parse_params(args.param)
+    if args.nfe is not None:
+        params["nfe"] = args.nfe
+    return params
+
+
+def _write_outputs(args, result, extra: dict) -> None:
+    from engine import export
+
+    export.save_grid(args.out, result.samples, result.recipe)
+    if getattr(args, "trajectory", None):
+        export.save_trajectory(args.trajectory, [frame for _, frame, _ in result.trajectory])
+    if args.json:
+        flat = {k: v for k, v in result.metrics.items() if not isinstance(v, (list, dict))}
+        flat.update(extra)
+        export.save_metrics(args.json, flat)
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
+    print(f"wrote {args.out}: {summary}", file=sys.stderr)
+
+
+def cmd_restore(args) -> int:
+    from engine.jobs import Request, run_job
+    from engine.operators import Degradation
+
+    if (args.image is None) == (args.sample is None):
+        raise EngineError("give exactly one of --image PATH or --sample INDEX")
+    if args.image is not None:
+        from engine.imageio import load_image
+        image, source = load_image(args.image), args.image
+    else:
+        from engine.data import demo_images
+        images, _ = demo_images()
+        if not 0 <= args.sample < len(images):
+            raise EngineError(f"--sample must lie in [0, {len(images) - 1}], got {args.sample}")
+        image, source = images[args.sample], f"demo:{args.sample}"
+    spec = _method_spec(args.method, args.model)
+    image = _fit_image(image, spec, args.device)
+    request = Request(method=spec, image=image, degradation=Degradation.parse(args.degrade),
+                      params=_request_params(args), seed=args.seed, n=args.n,
+                      measurement_seed=args.measurement_seed, device=args.device, source=source)
+    result = run_job(request, _progress_bar())
+    _write_outputs(args, result, {"method": spec, "degradation": args.degrade,
+                                  "seed": args.seed, "n": args.n})
+    return 0
+
+
+def _fit_image(image, spec: str, device: str):
+    """Convert an image to the model's shape, saying what was done (never silently)."""
+    from engine import registry
+    from engine.imageio import conform
+    from engine.priors.catalog import load_prior
+
+    name, model = registry.split_spec(spec)
+    if not registry.get(name).needs_prior or model is None:
+        return image
+    image, note = conform(image, load_prior(model, device).shape)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return image
+
+
+def cmd_sample(args) -> int:
+    from engine.jobs import Request, run_job
+
+    spec = _method_spec(args.method, args.model)
+    request = Request(method=spec, params=_request_params(args), seed=args.seed, n=args.n,
+                      device=args.device, source="unconditional")
+    result = run_job(request, _progress_bar())
+    extra = {"method": spec, "seed": args.seed, "n": args.n}
+    if args.n > 1:
+        from engine.metrics import diversity
+        from engine.models.features import load_extractor
+        extra["diversity"] = diversity(result.samples, features=load_extractor())
+    _write_outputs(args, result, extra)
+    return 0
+
+
+def _forward(module: str) -> Callable[[list[str]], int]:
+    def run(argv: list[str]) -> int:
+        import importlib
+        return importlib.import_module(module).main(argv)
+    return run
+
+
+FORWARDED = {"train": "engine.train", "schedule": "engine.wasserstein",
+             "eval": "engine.evaluate", "claims": "engine.claims", "bench": "engine.bench"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine",
+                                     description="Restoration Studio engine (headless).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="operators, methods, models and priors")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    def common(p):
+        p.add_argument("--method", required=True, help="NAME or NAME@MODEL")
+        p.add_argument("--model", help="model/prior name (default: the method's)")
+        p.add_argument("--nfe", type=int, help="network evaluations (the method's nfe parameter)")
+        p.add_argument("--n", type=int, default=1, help="samples")
+        p.add_argument("--seed", type=int, default=0, help="sample k uses seed + k")
+        p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+        p.add_argument("--out", required=True, help="PNG grid (recipe embedded)")
+        p.add_argument("--json", help="metrics as a flat JSON object")
+        p.add_argument("--device", default="cpu", help="cpu or cuda")
+
+    p = sub.add_parser("restore", help="degrade an image and restore it")
+    p.add_argument("--image", help="PNG/JPEG/TIFF/BMP file")
+    p.add_argument("--sample", type=int, help="index into the bundled demo set")
+    p.add_argument("--degrade", required=True, help="e.g. blur=2.0,noise=0.05")
+    p.add_argument("--measurement-seed", type=int, default=0)
+    p.add_argument("--trajectory", help="GIF or MP4 of the reverse trajectory")
+    common(p)
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("sample", help="unconditional generation")
+    common(p)
+    p.set_defaults(func=cmd_sample)
+
+    for name in FORWARDED:
+        sub.add_parser(name, help=f"see `python -m engine {name} --help`", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in FORWARDED:
+        return _forward(FORWARDED[argv[0]])(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EngineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Baseline restorers that need no prior: the pseudo-inverse and Tikhonov.
+
+* ``pinv``: ``x = A⁺ y`` (one step, no network).
+* ``tikhonov``: ``x = argmin ½‖A x − y‖² + (α/2)‖x − m‖² + (β/2)‖∇x‖²`` with ``m`` the
+  middle of the data range and ∇ forward differences (zero flux at the border).
+  With β = 0 this is the operator's closed-form prox at ``z = m``, ``λ = 1/α``; with
+  β > 0 the normal equations ``(AᵀA + αI + β∇ᵀ∇) x = Aᵀy + α m`` are solved by
+  conjugate gradients, one Step per iteration (so the trajectory shows convergence).
+
+Both are deterministic: every sample of a batch is the same image (diversity 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from engine.operators import cg_iterates
+from engine.registry import MethodInfo, Measurement, param, register
+from engine.step import Step
+
+NAN = math.nan
+
+
+@dataclass
+class PinvParams:
+    pass
+
+
+def pinv(prior, measurement: Measurement, params: PinvParams, rng) -> Iterator[Step]:
+    x = measurement.operator.pinv(measurement.y)
+    yield Step(0, 1, NAN, x, x)
+
+
+def gradient_gram(x: torch.Tensor) -> torch.Tensor:
+    """∇ᵀ∇ x for forward differences along H and W (a negative Laplacian)."""
+    return sum(_diff_adjoint(torch.diff(x, dim=dim), dim) for dim in (-2, -1))
+
+
+def _diff_adjoint(d: torch.Tensor, dim: int) -> torch.Tensor:
+    """Adjoint of forward differences: (Dᵀ d)_i = d_{i−1} − d_i (zero outside)."""
+    zero = torch.zeros_like(d.narrow(dim, 0, 1))
+    return torch.cat([zero, d], dim) - torch.cat([d, zero], dim)
+
+
+@dataclass
+class TikhonovParams:
+    alpha: float = param(0.05, lo=1e-6, hi=100.0, log=True,
+                         help="weight α of ‖x − m‖² (pulls towards mid-grey)")
+    smoothness: float = param(0.1, lo=0.0, hi=100.0,
+                              help="weight β of ‖∇x‖² (0 = closed-form prox, no iterations)")
+    iterations: int = param(50, lo=1, hi=1000, help="conjugate-gradient iterations when β > 0")
+
+
+def tikhonov(prior, measurement: Measurement, params: TikhonovParams, rng) -> Iterator[Step]:
+    op, y = measurement.operator, measurement.y
+    x_shape = (y.shape[0], *measurement.x_shape)
+    lo, hi = prior.data_range if prior is not None else (0.0, 1.0)
+    m = torch.full(x_shape, (lo + hi) / 2, dtype=y.dtype, device=y.device)
+    if params.smoothness == 0:
+        x = op.prox(m, y, 1.0 / params.alpha)  # argmin ½‖Ax−y‖² + (α/2)‖x−m‖²
+        yield Step(0, 1, NAN, x, x)
+        return
+    normal = lambda v: op.adjoint(op.forward(v)) + params.alpha * v + params.smoothness * gradient_gram(v)
+    rhs = op.adjoint(y) + params.alpha * m
+    iterates = cg_iterates(normal, rhs, m)
+    for i in range(params.iterations):
+        x, _ = next(iterates)
+        yield Step(i, params.iterations, NAN, x, x)
+
+register(MethodInfo(
+    name="pinv", run=pinv, params=PinvParams, kind="baseline", family="Baselines",
+    summary="Pseudo-inverse A⁺y: undoes what the operator can undo, nothing more.",
+    nfe=lambda p: 0, needs_prior=False, generates=False,
+    example_degradation="downsample=2,noise=0.02"))
+
+register(MethodInfo(
+    name="tikhonov", run=tikhonov, params=TikhonovParams, kind="baseline", family="Baselines",
+    summary="Tikhonov-regularised least squares with a zero-mean and smoothness prior.",
+    nfe=lambda p: 0, needs_prior=False, generates=False,
+    example_degradation="downsample=2,noise=0.02"))

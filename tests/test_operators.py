@@ -1,0 +1,214 @@
+"""Linear operators against their dense matrices (float64, small images)."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.operators import (Blur, Compose, Degradation, Downsample, Grayscale, Identity, Mask,
+                              Scale, blur_matrix)
+from engine.step import BadInputError
+
+SIZE = 8  # divisible by 2 and 4; dense matrices stay ≤ 192 × 192
+CLI_SPECS = ["blur=2.0,noise=0.05", "downsample=4,noise=0.01", "mask=box:0.5",
+             "mask=random:0.7:3", "grayscale", "blur=1,downsample=2,mask=half:0.5,grayscale"]
+
+OPERATORS = {
+    "identity": lambda c: Identity(),
+    "scale": lambda c: Scale(0.7),
+    "blur": lambda c: Blur(1.3),
+    "blur-mild": lambda c: Blur(0.5),
+    "blur-truncated": lambda c: Blur(2.0, radius=3),
+    "mask-box": lambda c: Mask("box", 0.5),
+    "mask-frame": lambda c: Mask("frame", 0.4),
+    "mask-random": lambda c: Mask("random", 0.7, seed=3),
+    "mask-half": lambda c: Mask("half", 0.5),
+    "downsample-2": lambda c: Downsample(2),
+    "downsample-4": lambda c: Downsample(4),
+    "grayscale": lambda c: Grayscale(c),
+    "compose-blur-down-mask": lambda c: Compose((Blur(1.0), Downsample(2), Mask("random", 0.3, 1))),
+    "compose-blur-mask-gray": lambda c: Compose((Blur(0.8), Mask("box", 0.25), Grayscale(c))),
+    **{f"cli:{spec}": (lambda c, spec=spec: Degradation.parse(spec).operator(c)) for spec in CLI_SPECS},
+}
+# pinv is exact (Moore–Penrose) for these; for Compose it is a product of pinvs
+EXACT_PINV = ["identity", "scale", "blur", "blur-mild", "blur-truncated", "mask-box", "mask-frame",
+              "mask-random", "mask-half", "downsample-2", "downsample-4", "grayscale"]
+FULL_ROW_RANK = ["identity", "scale", "blur-mild", "downsample-2", "downsample-4", "grayscale"]
+
+
+def rand(*shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def dense(op, shape):
+    """The matrix of ``op`` acting on one image of ``shape`` (C, H, W): (outputs, inputs)."""
+    d = math.prod(shape)
+    basis = torch.eye(d, dtype=torch.float64).reshape(d, *shape)
+    return op.forward(basis).reshape(d, -1).T
+
+
+def pair(name, channels, seed=0):
+    """The operator, random x (2, C, H, W) and random y in its output space."""
+    op = OPERATORS[name](channels)
+    x = rand(2, channels, SIZE, SIZE, seed=seed)
+    y = rand(*op.forward(x).shape, seed=seed + 1)
+    return op, x, y
+
+
+def dot(a, b):
+    return (a * b).sum((1, 2, 3))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("name", OPERATORS)
+def test_adjoint_identity(name, channels):
+    op, x, y = pair(name, channels)
+    lhs, rhs = dot(op.forward(x), y), dot(x, op.adjoint(y))
+    torch.testing.assert_close(lhs, rhs, rtol=1e-10, atol=1e-10 * lhs.abs().max().item())
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("name", OPERATORS)
+def test_prox_equals_a_dense_solve_and_is_optimal(name, channels):
+    op, z, y = pair(name, channels, seed=4)
+    lam = 0.7
+    a = dense(op, z.shape[1:])
+    system = torch.eye(a.shape[1], dtype=torch.float64) + lam * a.T @ a
+    expected = torch.linalg.solve(system, (z.flatten(1) + lam * y.flatten(1) @ a).T).T
+    x = op.prox(z, y, lam)
+    tol = 1e-6 if isinstance(op, Compose) else 1e-10  # Compose: conjugate gradients to 1e-7
+    torch.testing.assert_close(x.flatten(1), expected, rtol=tol, atol=tol)
+    # optimality: ∇ [½‖Ax − y‖² + ‖x − z‖²/(2λ)] = 0, by autograd (no adjoint involved)
+    x = x.detach().requires_grad_()
+    objective = 0.5 * ((op.forward(x) - y) ** 2).sum() + ((x - z) ** 2).sum() / (2 * lam)
+    (grad,) = torch.autograd.grad(objective, x)
+    assert grad.abs().max() < tol * 10 * (z.abs().max() / lam)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("name", EXACT_PINV)
+def test_pinv_equals_the_dense_pseudo_inverse(name, channels):
+    op, _, y = pair(name, channels, seed=7)
+    a = dense(op, (channels, SIZE, SIZE))
+    rtol = op.rcond if isinstance(op, Blur) else 1e-10
+    expected = y.flatten(1) @ torch.linalg.pinv(a, rtol=rtol).T
+    torch.testing.assert_close(op.pinv(y).flatten(1), expected, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("name", FULL_ROW_RANK)
+def test_pinv_is_a_right_inverse_for_full_row_rank(name, channels):
+    op, _, y = pair(name, channels, seed=9)
+    torch.testing.assert_close(op.forward(op.pinv(y)), y, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["mask-box", "mask-random", "mask-half", "mask-frame"])
+def test_penrose_identity_for_rank_deficient_operators(name):
+    op, x, _ = pair(name, 3, seed=11)
+    ax = op.forward(x)
+    torch.testing.assert_close(op.forward(op.pinv(ax)), ax, rtol=1e-8, atol=1e-8)
+
+
+# --- blur --------------------------------------------------------------------------------
+
+
+def gaussian_kernel(sigma, radius):
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-taps**2 / (2 * sigma**2))
+    return k / k.sum()
+
+
+def test_blur_kernel_sums_to_one():
+    g = blur_matrix(1.5, 21, 4)
+    assert g[10].sum().item() == pytest.approx(1.0, abs=1e-14)  # an interior row holds it all
+    assert g[0].sum().item() < 0.8  # zero padding: the border row loses half the kernel
+    torch.testing.assert_close(g[10, 6:15], gaussian_kernel(1.5, 4))
+    impulse = torch.zeros(1, 1, 21, 21, dtype=torch.float64)
+    impulse[..., 10, 10] = 1
+    response = Blur(1.5, radius=4).forward(impulse)
+    assert response.sum().item() == pytest.approx(1.0, abs=1e-14)
+
+
+def test_blur_matrix_is_symmetric():
+    for op in (Blur(1.3), Blur(2.0, radius=3), Blur(6.0)):
+        a = dense(op, (1, 6, 6))
+        torch.testing.assert_close(a, a.T, rtol=0, atol=1e-15)
+
+
+def test_tiny_blur_is_the_identity():
+    x = rand(2, 3, 28, 28, seed=2)
+    torch.testing.assert_close(Blur(0.01).forward(x), x, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("sigma, radius", [(1.3, 3), (0.7, 1), (2.5, None)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_separable_blur_equals_zero_padded_convolution(sigma, radius, channels):
+    x = rand(2, channels, 11, 11, seed=3)
+    r = 11 if radius is None else radius  # default radius = the image side
+    k = gaussian_kernel(sigma, r)
+    kernel = torch.outer(k, k).expand(channels, 1, -1, -1)
+    expected = F.conv2d(x, kernel, padding=r, groups=channels)
+    torch.testing.assert_close(Blur(sigma, radius=radius).forward(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_blur_darkens_at_the_borders():
+    """No renormalisation: a corner keeps (the kernel's half with the centre tap)²."""
+    flat = Blur(2.0).forward(torch.ones(1, 1, 16, 16, dtype=torch.float64))
+    half = gaussian_kernel(2.0, 16)[16:].sum().item()
+    assert flat[0, 0, 0, 0].item() == pytest.approx(half**2, rel=1e-12) and half**2 < 0.4
+    assert flat[0, 0, 8, 8] > 0.99
+
+
+# --- degradations --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", CLI_SPECS + ["none", "mask=frame:0.25", "noise=0.1"])
+def test_degradation_spec_round_trips(spec):
+    degradation = Degradation.parse(spec)
+    assert Degradation.parse(degradation.spec()) == degradation
+    assert Degradation.parse(degradation.spec()).spec() == degradation.spec()
+
+
+def test_degradation_fields_are_read():
+    d = Degradation.parse("blur=1,downsample=2,mask=random:0.7:3,grayscale,noise=0.05")
+    assert (d.blur, d.downsample, d.mask, d.mask_level, d.mask_seed, d.grayscale, d.noise) == \
+        (1.0, 2, "random", 0.7, 3, True, 0.05)
+    op = d.operator(3)
+    assert [type(o) for o in op.ops] == [Blur, Downsample, Mask, Grayscale]
+    assert Degradation.parse("grayscale").operator(1) == Identity()  # nothing to remove
+
+
+def test_measure_adds_scaled_noise():
+    d = Degradation.parse("downsample=2,noise=0.05")
+    x, eps = rand(1, 3, SIZE, SIZE, seed=5), rand(1, 3, 4, 4, seed=6)
+    torch.testing.assert_close(d.measure(x, eps), F.avg_pool2d(x, 2) + 0.05 * eps)
+    torch.testing.assert_close(d.measure(x), F.avg_pool2d(x, 2))
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("blur=-1", "blur σ must be ≥ 0"),
+    ("mask=star:0.5", "unknown mask kind 'star'"),
+    ("foo=1", "unknown degradation 'foo'"),
+    ("noise=abc", "cannot read 'noise=abc'"),
+    ("downsample=0", "positive integer, got 0"),
+    ("mask=box:1.5", r"mask level must lie in \[0, 1\], got 1.5"),
+])
+def test_bad_specs_are_refused_with_a_reason(spec, message):
+    """The error surfaces at the latest when the operator is built (see report)."""
+    with pytest.raises(BadInputError, match=message):
+        Degradation.parse(spec).operator(3)
+
+
+def test_downsampling_by_a_non_divisor_names_the_size():
+    x = torch.zeros(1, 1, 28, 28)
+    with pytest.raises(BadInputError, match="28×28"):
+        Downsample(3).forward(x)
+    with pytest.raises(BadInputError, match="28×28"):
+        Degradation.parse("blur=1,downsample=3").measure(x)
+
+
+@pytest.mark.parametrize("spec", ["mask=star:0.5", "mask=box:1.5", "downsample=0", "mask=:0.5"])
+def test_bad_specs_are_refused_when_parsed(spec):
+    with pytest.raises(BadInputError):
+        Degradation.parse(spec)
