@@ -1,0 +1,122 @@
+"""Image-quality and sample-set metrics (tensors in image units, [0, 1]).
+
+* PSNR (data range 1) and SSIM: Gaussian window σ = 1.5 truncated at 3.5σ (11×11),
+  population covariances, the constants K1 = 0.01, K2 = 0.03, mean over the valid
+  (unpadded) region and over channels — the settings of scikit-image's
+  ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+  data_range=1)``, which the tests compare against. Written in torch so the engine does
+  not depend on scikit-image at run time.
+* diversity: mean pairwise RMS distance between the samples for one input (or the mean
+  pairwise feature distance given a feature map); None for fewer than two samples.
+* pixel_std: per-pixel standard deviation across samples (the method's uncertainty).
+* frechet_distance: Fréchet distance between Gaussian fits of two feature sets; the
+  features come from the project's own Fashion-MNIST network, so it is "FD-FMNIST",
+  not FID.
+* perceptual_distance: squared distance of channel-normalised multi-layer features
+  (the LPIPS recipe without learned weights).
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import linalg
+
+SSIM_SIGMA, SSIM_K1, SSIM_K2 = 1.5, 0.01, 0.03
+
+
+def _batched(x: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.double()
+    ref = ref.double().expand_as(x) if ref.dim() == x.dim() - 1 or ref.shape[0] == 1 else ref.double()
+    return x, ref
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image of the batch (data range 1)."""
+    x, ref = _batched(x, ref)
+    mse = ((x - ref) ** 2).flatten(1).mean(1)
+    return (10 * torch.log10(1.0 / mse)).float()
+
+
+def _gaussian_window(channels: int) -> torch.Tensor:
+    radius = int(3.5 * SSIM_SIGMA + 0.5)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    g = torch.exp(-0.5 * (taps / SSIM_SIGMA) ** 2)
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, -1, -1).contiguous()
+
+
+def ssim(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Structural similarity per image (mean over the valid region and channels)."""
+    x, ref = _batched(x, ref)
+    c = x.shape[1]
+    window = _gaussian_window(c)
+    blur = lambda v: F.conv2d(v, window, groups=c)  # valid region only, as skimage crops
+    mu_x, mu_y = blur(x), blur(ref)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(ref * ref) - mu_y**2
+    cov = blur(x * ref) - mu_x * mu_y
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return s.flatten(1).mean(1).float()
+
+
+def diversity(samples: torch.Tensor, features: Callable[[torch.Tensor], torch.Tensor] | None = None
+              ) -> float | None:
+    """Mean pairwise distance between samples (RMS per pixel, or L2 of features)."""
+    if samples.shape[0] < 2:
+        return None
+    if features is None:
+        flat = samples.double().flatten(1)
+        scale = flat.shape[1] ** 0.5
+    else:
+        with torch.no_grad():
+            flat = features(samples).double().flatten(1)
+        scale = 1.0
+    dists = [torch.linalg.vector_norm(flat[i] - flat[j]) / scale
+             for i, j in combinations(range(len(flat)), 2)]
+    return float(torch.stack(dists).mean())
+
+
+def pixel_std(samples: torch.Tensor) -> torch.Tensor:
+    """Per-pixel standard deviation across samples, (C, H, W)."""
+    return samples.std(0, unbiased=False)
+
+
+def sample_metrics(samples: torch.Tensor, clean: torch.Tensor | None) -> dict:
+    """The metrics a job reports for the samples of one input (plain floats/lists)."""
+    out: dict = {}
+    if clean is not None:
+        p, s = psnr(samples, clean), ssim(samples, clean)
+        mean = samples.mean(0, keepdim=True)
+        out.update(psnr=float(p.mean()), ssim=float(s.mean()),
+                   psnr_per_sample=p.tolist(), ssim_per_sample=s.tolist(),
+                   psnr_mean=float(psnr(mean, clean)[0]), ssim_mean=float(ssim(mean, clean)[0]))
+    if samples.shape[0] > 1:
+        out.update(diversity=diversity(samples), std=float(pixel_std(samples).mean()))
+    return out
+
+
+def frechet_distance(feats_a, feats_b) -> float:
+    """‖μa − μb‖² + Tr(Σa + Σb − 2(Σa Σb)^½) between Gaussian fits of two feature sets."""
+    a, b = (np.asarray(f, dtype=np.float64) for f in (feats_a, feats_b))
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(cov_a @ cov_b)
+    root = root.real if np.iscomplexobj(root) else root
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def perceptual_distance(x: torch.Tensor, ref: torch.Tensor,
+                        extractor: Callable[[torch.Tensor], list[torch.Tensor]]) -> torch.Tensor:
+    """Mean over layers of the squared distance of channel-unit-normalised features."""
+    x, ref = (v.float() for v in _batched(x, ref))
+    with torch.no_grad():
+        layers = zip(extractor(x), extractor(ref))
+        per_layer = [((F.normalize(fx, dim=1) - F.normalize(fr, dim=1)) ** 2).sum(1).mean((1, 2))
+                     for fx, fr in layers]
+    return torch.stack(per_layer).mean(0)

@@ -1,0 +1,209 @@
+"""What every diffusion sampler shares: the reverse-process loop, its start, and p_1.
+
+A sampler is an *update rule* ``x_{t'} = update(move, x_t, x̂0, rng)`` for one step
+``t → t'`` of the grid; `reverse_process` runs it. Decisions recorded here:
+
+* Grid: ``t_start = t_0 > … > t_N = 0`` from ``prior.schedule.grid(nfe, t_start)``
+  (uniform in t; VP uses integer timesteps, DDIM's stride). One network evaluation per
+  step, so NFE = N. Restoring from a VP level k takes ``min(nfe, k)`` steps.
+* Steps: each Step reports the state *after* its update: ``t = t_{i+1}``,
+  ``x_t = x_{t_{i+1}}`` and the x̂0 that produced it; the last Step's x0_hat is the
+  final sample x_{t_N} itself (it carries the schedule's σ_0 noise; no extra NFE).
+* p_1 (param ``final``; soft_diffusion.md, "Final distribution"): a colour
+  ``c ~ N(m, diag s²)`` fitted to the per-image mean colour, then
+  ``refined``: ``C_1(c·1) + σ_1 η`` [choice, default]: zero padding vignettes C_1 x0;
+  ``paper``: ``c·1 + σ_1 η``;
+  ``prior``: the prior's own p_1 (`Prior.sample_final`: exact for closed-form priors).
+  (m, s) come from ``prior.colour_stats()`` when the prior has it (exact priors do);
+  otherwise from the mean image's per-channel mean and spread over pixels — a rough
+  stand-in for priors that do not know their data's colour statistics.
+* Restoring (SDEdit): a measurement ``y = A x0 + σ_y ε`` whose operator lies on the
+  prior's corruption path, ``C_t = c·A`` for some t, is turned into an exact draw of x_t,
+  ``x_t = c·y + sqrt(σ_t² − c²σ_y²) η``, and the reverse process starts there.
+  `start_level` finds t: for noise (A = a·I) the smallest t with ``σ_t / c_t ≥ σ_y / a``
+  (fresh noise tops up the difference, which is what makes VP's discrete levels exact);
+  for a blur or frame mask the t whose blur σ / mask level equals A's, where σ_y must
+  not exceed σ_t. Off-path levels raise `BadInputError` naming the limit, off-path
+  operator kinds `UnsupportedOperatorError`. Where the sampler is a reverse SDE (ddpm
+  and momentum on VP, momentum in a noise stage) the result is a posterior sample of
+  x0 | y (tested). Through a constant-σ blur or mask stage momentum, PF, DDIM(k = 0) and
+  PC move deterministically, so from a blurred y they give the flow's image of y (plus
+  the noise stage's spread): a plausible sharp image, not a posterior sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from engine.operators import Blur, Identity, Mask, Operator, Scale
+from engine.registry import Measurement, MethodInfo, param, register
+from engine.rng import SampleRNG
+from engine.schedules import NO_BLUR, Schedule
+from engine.step import BadInputError, Step, UnsupportedOperatorError
+
+FINALS = ("refined", "paper", "prior")
+SOFT_SCHEDULES = ("ve", "vp", "soft-blur", "soft-mask")  # paths x_t = C_t x0 + σ_t ε
+TOLERANCE = 1e-3  # relative slack when σ_y must not exceed σ_t
+
+
+@dataclass
+class SamplerParams:
+    nfe: int = param(100, lo=1, hi=4096, help="grid steps = network evaluations per sample")
+    final: str = param("refined", choices=FINALS,
+                       help="start distribution p_1: refined C_1(c·1)+σ_1η, paper c·1+σ_1η, "
+                            "or the prior's own (exact for closed-form priors)")
+
+
+@dataclass(frozen=True)
+class Move:
+    """One step t → t' of the reverse process: ``(C_t, σ_t) → (C_{t'}, σ_{t'})``."""
+
+    index: int
+    t: float
+    t_next: float
+    C: Operator
+    C_next: Operator
+    sigma: float
+    sigma_next: float
+
+
+Update = Callable[[Move, torch.Tensor, torch.Tensor, SampleRNG], torch.Tensor]
+
+
+def reverse_process(prior, measurement: Measurement | None, params: SamplerParams,
+                    rng: SampleRNG, update: Update) -> Iterator[Step]:
+    """Start from p_1 (or the measurement's level), then apply ``update`` along the grid."""
+    t_start, x = start(prior, measurement, params.final, rng)
+    schedule = prior.schedule
+    grid = schedule.grid(params.nfe, t_start)
+    total = len(grid) - 1
+    for i, (t, t_next) in enumerate(zip(grid, grid[1:])):
+        move = Move(i, t, t_next, schedule.corruption(t), schedule.corruption(t_next),
+                    schedule.sigma(t), schedule.sigma(t_next))
+        x0_hat = prior.denoise(x, t)
+        x = update(move, x, x0_hat, rng)
+        yield Step(i, total, t_next, x, x if i == total - 1 else x0_hat)
+
+
+def start(prior, measurement: Measurement | None, final: str,
+          rng: SampleRNG) -> tuple[float, torch.Tensor]:
+    """``(t_start, x_{t_start})``: a p_1 draw, or the measurement placed on the path."""
+    if measurement is None:
+        return 1.0, sample_p1(prior, final, rng)
+    t, gain = start_level(prior.schedule, measurement.operator, measurement.sigma_y)
+    y = measurement.y.to(rng.device, rng.dtype)
+    top_up = prior.schedule.sigma(t) ** 2 - (gain * measurement.sigma_y) ** 2
+    return t, gain * y + math.sqrt(max(top_up, 0.0)) * rng.randn_like(y)
+
+
+# --- the final distribution p_1 --------------------------------------------------------
+
+def colour_statistics(prior) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of an image's mean colour under the prior (see module doc)."""
+    if hasattr(prior, "colour_stats"):
+        return prior.colour_stats()
+    mean_image = prior.mean_image()
+    return mean_image.mean((1, 2)), mean_image.std((1, 2), unbiased=False)
+
+
+def sample_p1(prior, final: str, rng: SampleRNG) -> torch.Tensor:
+    if final == "prior":
+        return prior.sample_final(rng)
+    mean, std = (s.to(rng.device, rng.dtype) for s in colour_statistics(prior))
+    colour = mean + std * rng.randn(len(mean))  # (n, C): one constant colour per sample
+    flat = colour[:, :, None, None].expand(len(rng), *prior.shape)
+    if final == "refined":
+        flat = prior.schedule.corruption(1.0).forward(flat)
+    return flat + prior.schedule.sigma(1.0) * rng.randn(*prior.shape)
+
+
+# --- restoring: where a measurement lies on the corruption path --------------------------
+
+STRENGTH = {Blur: "sigma", Mask: "level"}  # the one number that grows along a blur/mask path
+
+
+def scalar_gain(op: Operator) -> float | None:
+    """c when ``op`` is c·I (identity, scaling, a blur below NO_BLUR, an empty frame)."""
+    if isinstance(op, Identity):
+        return 1.0
+    if isinstance(op, Scale):
+        return float(op.c)
+    if isinstance(op, Blur) and op.sigma <= NO_BLUR or isinstance(op, Mask) and op.level == 0:
+        return 1.0
+    return None
+
+
+def bracket(passed: Callable[[float], bool], lo: float, hi: float) -> tuple[float, float]:
+    """Bisect ``[lo, hi]`` (``passed`` false at lo, true at hi) to the switch point's bracket."""
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if passed(mid) else (mid, hi)
+    return lo, hi
+
+
+def smallest_level(f: Callable[[float], float], lo: float, hi: float, target: float) -> float:
+    """The smallest t in [lo, hi] with ``f(t) ≥ target`` for non-decreasing f."""
+    return bracket(lambda t: f(t) >= target, lo, hi)[1]
+
+
+def start_level(schedule: Schedule, op: Operator, sigma_y: float) -> tuple[float, float]:
+    """``(t, c)`` with ``C_t = c·A`` and ``σ_t ≥ c σ_y``: where the measurement joins the path."""
+    C = schedule.corruption
+    noise_end = 1.0 if scalar_gain(C(1.0)) is not None else \
+        bracket(lambda t: scalar_gain(C(t)) is None, 0.0, 1.0)[0]  # last level with C_t = c·I
+    a = scalar_gain(op)
+    if a is not None:
+        return _noise_level(schedule, a, sigma_y, noise_end)
+    final = C(1.0)
+    name = STRENGTH.get(type(op))
+    if name is None or type(final) is not type(op) or \
+            dataclasses.replace(op, **{name: getattr(final, name)}) != final:
+        raise UnsupportedOperatorError(
+            f"{op.describe()} is not on the corruption path of this {schedule.kind} model "
+            f"(at t = 1 it is {final.describe()}); restore it with a solver instead")
+    strength, largest = getattr(op, name), getattr(final, name)
+    if strength > largest * (1 + TOLERANCE):
+        raise BadInputError(f"{op.name} {name} = {strength:.3g} is stronger than the model's "
+                            f"strongest, {largest:.3g}")
+    t = smallest_level(lambda t: getattr(C(t), name) if type(C(t)) is type(op) else 0.0,
+                       noise_end, 1.0, strength)
+    if sigma_y > schedule.sigma(t) * (1 + TOLERANCE):
+        raise BadInputError(f"noise σ_y = {sigma_y:.3g} is larger than the model's noise "
+                            f"{schedule.sigma(t):.3g} at {op.describe()} (in model units)")
+    return t, 1.0
+
+
+def _noise_level(schedule: Schedule, a: float, sigma_y: float, noise_end: float) -> tuple[float, float]:
+    """Noise-only y = a x0 + σ_y ε, i.e. y/a = x0 + (σ_y/a) ε: match σ_t / c_t."""
+    if a <= 0:
+        raise BadInputError(f"cannot restore a measurement scaled by {a:g} ≤ 0")
+    ratio = lambda t: schedule.sigma(t) / scalar_gain(schedule.corruption(t))
+    level = sigma_y / a
+    if level > ratio(noise_end) * (1 + TOLERANCE):
+        raise BadInputError(f"noise σ_y = {level:.3g} is larger than the model's final noise "
+                            f"{ratio(noise_end):.3g} (in model units)")
+    if level <= ratio(0.0):
+        raise BadInputError(f"noise σ_y = {level:.3g} is at or below the model's smallest noise "
+                            f"{ratio(0.0):.3g}: there is nothing for a sampler to remove")
+    t = smallest_level(ratio, 0.0, noise_end, level)
+    return t, scalar_gain(schedule.corruption(t)) / a
+
+
+def on_corruption_path(op: Operator) -> bool:
+    """Operator kinds a sampler may restore (`start_level` checks the level against the prior)."""
+    return isinstance(op, (Identity, Scale, Blur)) or isinstance(op, Mask) and op.kind == "frame"
+
+
+def noise_only(op: Operator) -> bool:
+    return isinstance(op, (Identity, Scale))
+
+
+def register_sampler(name: str, run, params: type, summary: str, **info) -> MethodInfo:
+    """Register a diffusion sampler: NFE = ``params.nfe``, generates and restores on its path."""
+    return register(MethodInfo(name=name, run=run, params=params, kind="sampler", summary=summary,
+                               nfe=lambda p: p.nfe, **info))

@@ -1,0 +1,77 @@
+"""The one entry point: units at the edges, recipe, bounded trajectory, clear errors."""
+
+import time
+
+import pytest
+import torch
+
+from engine.jobs import TRAJECTORY_FRAMES, Job, Request, run_job
+from engine.operators import Degradation
+from engine.rng import SampleRNG
+from engine.step import BadInputError
+
+
+@pytest.fixture(scope="module")
+def image():
+    from engine.data import demo_images
+    return demo_images()[0][5]
+
+
+def test_measurement_is_converted_to_the_priors_range(image):
+    degradation = Degradation.parse("blur=2,noise=0.05")  # zero padding: A(1) ≠ 1
+    job = Job(Request(method="ddim@empirical-soft-blur", image=image, degradation=degradation,
+                      measurement_seed=3, n=2))
+    assert job.prior.data_range == (-1.0, 1.0)
+    op = degradation.operator(1)
+    eps = SampleRNG(3, 1).randn(1, 28, 28)
+    expected = op.forward(2 * image[None] - 1) + 2 * 0.05 * eps
+    torch.testing.assert_close(job.measurement.y, expected.expand(2, -1, -1, -1), atol=1e-5, rtol=0)
+    assert job.measurement.sigma_y == pytest.approx(0.1)
+    # The measurement shown to the user stays in image units.
+    torch.testing.assert_close(job.y_image, (op.forward(image[None]) + 0.05 * eps)[0])
+
+
+def test_recipe_records_everything_needed_to_rerun(image):
+    result = run_job(Request(method="tikhonov", image=image, n=2, seed=0,
+                             degradation=Degradation.parse("downsample=2,noise=0.02"),
+                             params={"alpha": 0.1}, source="demo:5"))
+    recipe = result.recipe
+    assert recipe["method"] == "tikhonov" and recipe["model"] is None
+    assert recipe["params"] == {"alpha": 0.1, "smoothness": 0.1, "iterations": 50}
+    assert recipe["seed"] == 0 and recipe["n"] == 2 and recipe["rng_device"] == "cpu"
+    assert recipe["degradation"] == "downsample=2,noise=0.02" and recipe["source"] == "demo:5"
+    assert {"engine", "torch", "numpy", "python"} <= set(recipe["versions"])
+    again = run_job(Request(method=recipe["method"], image=image, n=recipe["n"],
+                            seed=recipe["seed"], params=recipe["params"],
+                            degradation=Degradation.parse(recipe["degradation"])))
+    assert torch.equal(again.samples, result.samples)
+
+
+def test_trajectory_is_a_bounded_ring_covering_the_whole_run(image):
+    result = run_job(Request(method="tikhonov", image=image, params={"iterations": 300},
+                             degradation=Degradation.parse("blur=2,noise=0.01")))
+    assert TRAJECTORY_FRAMES // 2 <= len(result.trajectory) <= TRAJECTORY_FRAMES
+    t, x_t, x0 = result.trajectory[0]
+    assert x_t.dtype.name == "uint8" and x_t.shape == (28, 28, 1)
+    # The last frame is the final estimate.
+    final = (result.samples[0, 0] * 255 + 0.5).to(torch.uint8).numpy()
+    assert abs(result.trajectory[-1][2][..., 0].astype(int) - final.astype(int)).max() <= 1
+
+
+def test_consumer_time_is_not_counted_as_method_time(image):
+    job = Job(Request(method="tikhonov", image=image, params={"iterations": 10},
+                      degradation=Degradation.parse("blur=2,noise=0.01")))
+    for _ in job.steps():
+        time.sleep(0.05)  # a slow GUI must not make the method look slow
+    assert job.result.metrics["seconds"] < 0.25
+
+
+@pytest.mark.parametrize("request_kwargs, message", [
+    ({"method": "tikhonov", "n": 0}, "number of samples"),
+    ({"method": "ddim@empirical-vp", "image": torch.rand(3, 32, 32)}, "convert it first"),
+    ({"method": "ddim@no-such-model"}, "unknown model"),
+])
+def test_bad_requests_are_clear_errors(image, request_kwargs, message):
+    kwargs = {"image": image, "degradation": Degradation.parse("noise=0.1"), **request_kwargs}
+    with pytest.raises(BadInputError, match=message):
+        Job(Request(**kwargs))
