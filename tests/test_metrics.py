@@ -1,0 +1,75 @@
+"""Metrics against scikit-image and closed forms."""
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from engine import metrics
+
+
+def pair(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(0, 1, shape[-1]).expand(*shape)  # structure, not only noise
+    clean = (0.5 * ramp + 0.5 * torch.rand(shape, generator=g)).clamp(0, 1)
+    noisy = (clean + 0.1 * torch.randn(shape, generator=g)).clamp(0, 1)
+    return clean, noisy
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 64, 64), (3, 28, 28), (3, 64, 64)])
+def test_psnr_and_ssim_equal_scikit_image(shape):
+    clean, noisy = pair(shape, seed=shape[0] * shape[1])
+    ref_ssim = structural_similarity(
+        noisy.numpy(), clean.numpy(), gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False, data_range=1, channel_axis=0)
+    ref_psnr = peak_signal_noise_ratio(clean.numpy(), noisy.numpy(), data_range=1)
+    assert metrics.ssim(noisy[None], clean)[0].item() == pytest.approx(ref_ssim, abs=1e-3)
+    assert metrics.psnr(noisy[None], clean)[0].item() == pytest.approx(ref_psnr, abs=1e-4)
+
+
+def test_identical_images_are_perfect():
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.allclose(metrics.ssim(x, x), torch.ones(2))
+    assert torch.isinf(metrics.psnr(x, x)).all()
+
+
+def test_diversity_and_pixel_std_closed_forms():
+    a, b = torch.zeros(1, 4, 4), torch.full((1, 4, 4), 0.5)
+    assert metrics.diversity(torch.stack([a, a, a])) == 0.0
+    assert metrics.diversity(torch.stack([a, b])) == pytest.approx(0.5)
+    assert metrics.diversity(torch.stack([a])) is None
+    assert torch.allclose(metrics.pixel_std(torch.stack([a, b])), torch.full((1, 4, 4), 0.25))
+
+
+def test_sample_metrics_are_plain_json_values():
+    clean, noisy = pair((1, 28, 28), 3)
+    out = metrics.sample_metrics(torch.stack([noisy, clean]), clean)
+    assert out["psnr_per_sample"][1] == float("inf") and len(out["ssim_per_sample"]) == 2
+    assert out["diversity"] > 0 and out["std"] > 0
+    assert set(metrics.sample_metrics(noisy[None], None)) == set()
+
+
+def test_frechet_distance_of_diagonal_gaussians():
+    rng = np.random.default_rng(0)
+    mu_a, mu_b = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    var_a, var_b = np.array([1.0, 4.0, 0.25]), np.array([2.0, 1.0, 1.0])
+    a = mu_a + np.sqrt(var_a) * rng.standard_normal((200_000, 3))
+    b = mu_b + np.sqrt(var_b) * rng.standard_normal((200_000, 3))
+    exact = ((mu_a - mu_b) ** 2).sum() + ((np.sqrt(var_a) - np.sqrt(var_b)) ** 2).sum()
+    assert metrics.frechet_distance(a, b) == pytest.approx(exact, rel=0.02)
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_perceptual_distance_is_zero_for_equal_and_grows_with_noise():
+    g = torch.Generator().manual_seed(0)
+    conv1, conv2 = torch.randn(4, 1, 3, 3, generator=g), torch.randn(8, 4, 3, 3, generator=g)
+
+    def extractor(x):
+        h1 = torch.relu(torch.nn.functional.conv2d(x, conv1))
+        return [h1, torch.relu(torch.nn.functional.conv2d(h1, conv2))]
+
+    clean, noisy = pair((1, 28, 28), 5)
+    worse = (clean + 0.3 * torch.randn(clean.shape, generator=g)).clamp(0, 1)
+    d = metrics.perceptual_distance(torch.stack([clean, noisy, worse]), clean, extractor)
+    assert d[0].item() == pytest.approx(0.0, abs=1e-6)
+    assert 0 < d[1].item() < d[2].item()
