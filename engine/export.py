@@ -91,7 +91,10 @@ def read_recipe(path: str | Path) -> dict:
         raise BadInputError(f"{path.name}: not a readable PNG ({err})") from None
     if text is None:
         raise BadInputError(f"{path.name}: no Restoration Studio recipe in this image")
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BadInputError(f"{path.name}: the embedded recipe is damaged ({err})") from None
 
 
 def _video_frames(frames: list[np.ndarray], scale: int) -> list[np.ndarray]:

@@ -1,0 +1,1 @@
+"""The left-hand panels: Source, Degradation, Method (and the generated parameter form)."""

@@ -1,0 +1,174 @@
+"""The Method panel: method and model pickers, the generated parameter form, seed, n, run.
+
+Everything a method takes comes from the registry (`studio.catalog.Catalog`): the
+pickers list registered methods and the image models each accepts; the form is built
+from the parameter dataclass. Widgets write `MethodState`; state changes made
+elsewhere (a recipe) rebuild the form. "Live" re-runs the method shortly after any
+input changes (latest wins on the engine thread).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGridLayout, QGroupBox,
+                               QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout)
+
+from studio.panels.param_form import ParamForm, combo
+
+MAX_SAMPLES = 64
+
+
+class MethodPanel(QGroupBox):
+    run_requested = Signal()
+    stop_requested = Signal(bool)  # keep the current x̂0
+    pause_requested = Signal()
+
+    def __init__(self, state, parent=None):
+        super().__init__("Method", parent)
+        self.state = state
+        self.catalog = None
+        self._form_method = None  # the method the parameter form was built for
+        self.method = combo()
+        self.model = combo()
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setStyleSheet("color: palette(mid);")
+        self.form = ParamForm()
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setToolTip("sample k uses seed + k (seed 0 is a seed like any other)")
+        self.n = QSpinBox()
+        self.n.setRange(1, MAX_SAMPLES)
+        self.n.setToolTip("number of samples drawn for this input (the diversity gallery)")
+        self.nfe_label = QLabel()
+        self.live = QCheckBox("Live")
+        self.live.setChecked(True)
+        self.live.setToolTip("re-run automatically shortly after any input changes")
+        self.run_button = QPushButton("Run")
+        self.run_button.setToolTip("Run the method (Ctrl+R)")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Cancel after the current step (Esc)")
+        self.keep_button = QPushButton("Stop && keep estimate")
+        self.keep_button.setToolTip("Stop after the current step and keep its estimate x̂0 "
+                                    "as the result (Ctrl+K)")
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.pause_button.setToolTip("Pause or resume the running method (Ctrl+P)")
+
+        pickers = QFormLayout()
+        pickers.addRow("method", self.method)
+        pickers.addRow("model", self.model)
+        seeds = QHBoxLayout()
+        seeds.addWidget(QLabel("seed"))
+        seeds.addWidget(self.seed, 1)
+        seeds.addWidget(QLabel("samples"))
+        seeds.addWidget(self.n, 1)
+        buttons = QGridLayout()
+        buttons.addWidget(self.run_button, 0, 0)
+        buttons.addWidget(self.live, 0, 1)
+        buttons.addWidget(self.stop_button, 1, 0)
+        buttons.addWidget(self.keep_button, 1, 1)
+        buttons.addWidget(self.pause_button, 2, 0)
+        layout = QVBoxLayout(self)
+        layout.addLayout(pickers)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.form)
+        layout.addWidget(self.nfe_label)
+        layout.addLayout(seeds)
+        layout.addLayout(buttons)
+
+        self.method.currentIndexChanged.connect(self._on_method)
+        self.model.currentIndexChanged.connect(self._on_model)
+        self.form.changed.connect(lambda name, value: state.set_param(name, value))
+        self.seed.valueChanged.connect(lambda v: setattr(state, "seed", v))
+        self.n.valueChanged.connect(lambda v: setattr(state, "n", v))
+        self.run_button.clicked.connect(self.run_requested)
+        self.stop_button.clicked.connect(lambda: self.stop_requested.emit(False))
+        self.keep_button.clicked.connect(lambda: self.stop_requested.emit(True))
+        self.pause_button.clicked.connect(self.pause_requested)
+        state.events.all.connect(self.sync)
+        self.set_busy(False)
+        self.setEnabled(False)
+
+    def set_catalog(self, catalog) -> None:
+        self.catalog = catalog
+        self.method.blockSignals(True)
+        self.method.clear()
+        for name, info in catalog.methods.items():
+            self.method.addItem(f"{name} — {info.family}", name)
+            self.method.setItemData(self.method.count() - 1, info.summary, 3)  # ToolTipRole
+        self.method.blockSignals(False)
+        self.setEnabled(True)
+        self.sync()
+
+    def set_busy(self, busy: bool) -> None:
+        self.stop_button.setEnabled(busy)
+        self.keep_button.setEnabled(busy)
+        self.pause_button.setEnabled(busy)
+        if not busy:
+            self.set_paused(False)
+
+    def set_paused(self, paused: bool) -> None:
+        self.pause_button.setChecked(paused)
+        self.pause_button.setText("Resume" if paused else "Pause")
+
+    # -- widgets → state ----------------------------------------------------------------
+    def _on_method(self, index: int) -> None:
+        name = self.method.itemData(index)
+        if name is None or name == self.state.method:
+            return
+        models = self.catalog.image_models_for(name)
+        keep = self.state.model if self.state.model in models else None
+        fields = {row["name"] for row in self.catalog.params(name)}
+        self.state.params = {k: v for k, v in self.state.params.items() if k in fields}
+        self.state.model = keep or (models[0] if models else None)
+        self.state.method = name
+
+    def _on_model(self, index: int) -> None:
+        model = self.model.itemData(index)
+        if index >= 0 and model != self.state.model:
+            self.state.model = model
+
+    # -- state → widgets ----------------------------------------------------------------
+    def sync(self, *_) -> None:
+        if self.catalog is None or self.state.method not in self.catalog.methods:
+            return
+        s, info = self.state, self.catalog.methods[self.state.method]
+        self.method.blockSignals(True)
+        self.method.setCurrentIndex(self.method.findData(s.method))
+        self.method.blockSignals(False)
+        models = self.catalog.image_models_for(s.method)
+        self.model.blockSignals(True)
+        self.model.clear()
+        for name in models:
+            self.model.addItem(name, name)
+        if s.model and s.model not in models:  # from a recipe; the job will say why it fails
+            self.model.addItem(f"{s.model} (not available)", s.model)
+        if not models and not s.model:
+            self.model.addItem("(no prior needed)", None)
+        self.model.setCurrentIndex(max(self.model.findData(s.model), 0))
+        self.model.setEnabled(info.needs_prior)
+        self.model.blockSignals(False)
+        self.summary.setText(info.summary)
+        rows = self.catalog.params(s.method)
+        if set(self.form.rows) != {r["name"] for r in rows} or self._form_method != s.method:
+            self.form.set_fields(rows, s.params)
+            self._form_method = s.method
+        else:
+            self.form.set_values(s.params)
+        for widget, value in ((self.seed, s.seed), (self.n, s.n)):
+            widget.blockSignals(True)
+            widget.setValue(value)
+            widget.blockSignals(False)
+        self.nfe_label.setText(self._nfe_text(info))
+
+    def _nfe_text(self, info) -> str:
+        from engine.registry import make_params
+        from engine.step import BadInputError
+
+        try:
+            nfe = info.nfe(make_params(info.params, self.state.params))
+        except BadInputError as err:
+            return f"<span style='color:#e06c6c'>{err}</span>"
+        per = "network evaluations per sample" if info.needs_prior else "no network"
+        return f"NFE: {nfe} ({per})" if info.needs_prior else f"NFE: 0 ({per})"

@@ -1,0 +1,217 @@
+"""The studio's Qt-free state: what the user has chosen, as evented dataclasses.
+
+The window is a thin view of a `StudioState` (DESIGN §6, the napari pattern): widgets
+write fields, and every field change is a psygnal signal the views listen to. Nothing
+here imports Qt, so the model is tested headless and serialises to the engine's
+recipe (the dict `engine.jobs.Job.recipe` returns and `engine.export` embeds in PNGs).
+
+Decisions:
+
+* Three groups, one per panel: `SourceState` (the loaded image and where it came from),
+  `DegradationState` (the fields of `engine.operators.Degradation` plus the
+  measurement seed) and `MethodState` (method, model, parameter values, seed, n).
+  Child events bubble up, so ``state.events.all`` fires on any change.
+* ``MethodState.params`` holds only values the user set; the method's defaults fill the
+  rest (``make_params``). Changing the method drops values the new one does not take.
+  Assign a new dict to change it (`set_param`), never mutate it in place: psygnal
+  compares old and new values to decide whether to emit.
+* The image is kept as loaded (``SourceState.image``, (C, H, W) in [0, 1]); the
+  conversion a model needs is done when a request is built (`working_image`), so the
+  note saying what was converted is computed in one place.
+* Recipes: `to_recipe` writes the keys `Job.recipe` writes (method, model, params,
+  seed, n, measurement_seed, degradation spec, source, device); `apply_recipe` reads
+  them back. Keys it does not know (versions, rng_device, dtype) are ignored. The
+  source is restored by `load_source` when it names a demo image or a file that
+  exists; otherwise the current image stays and the caller is told.
+* Engine imports are local to functions: importing this module must not import torch
+  (the window appears before torch is loaded).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from psygnal import SignalGroupDescriptor
+
+DEMO_PREFIX = "demo:"
+SAMPLE_PREFIX = "sample:"
+
+
+@dataclass
+class SourceState:
+    name: str = ""  # recipe "source": "demo:K", a file path, or "sample:METHOD@MODEL:seed=S"
+    image: Any = None  # torch.Tensor (C, H, W) in [0, 1], as loaded (never converted)
+
+    events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor(
+        equality_operators={"image": operator.is_})
+
+
+@dataclass
+class DegradationState:
+    """The sliders of the Degradation panel; field names follow `engine.operators.Degradation`."""
+
+    noise: float = 0.05
+    blur: float = 0.0
+    downsample: int = 1
+    mask: str = ""  # "" = off, "box", "random", "half", "frame"
+    mask_level: float = 0.5
+    mask_seed: int = 0
+    grayscale: bool = False
+    measurement_seed: int = 0
+
+    events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor()
+
+    def degradation(self):
+        """The engine `Degradation` (raises `BadInputError` for impossible values)."""
+        from engine.operators import Degradation
+
+        return Degradation(noise=float(self.noise), blur=float(self.blur),
+                           downsample=int(self.downsample), mask=self.mask,
+                           mask_level=float(self.mask_level), mask_seed=int(self.mask_seed),
+                           grayscale=bool(self.grayscale))
+
+    def spec(self) -> str:
+        return self.degradation().spec()
+
+    def set_spec(self, spec: str | None) -> None:
+        """Set every field from a CLI/recipe spec such as ``blur=2,noise=0.05``."""
+        from engine.operators import Degradation
+
+        parsed = Degradation.parse(spec or "none")
+        for name, value in parsed.as_dict().items():
+            setattr(self, name, value)
+
+
+@dataclass
+class MethodState:
+    method: str = ""  # registry name, e.g. "ddim"
+    model: str | None = None  # prior name; None for methods without a prior
+    params: dict = field(default_factory=dict)  # values the user set (others: defaults)
+    seed: int = 0  # sample k uses seed + k
+    n: int = 8  # number of samples
+    device: str = "cpu"
+
+    events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor()
+
+    @property
+    def spec(self) -> str:
+        return f"{self.method}@{self.model}" if self.model else self.method
+
+    def set_param(self, name: str, value) -> None:
+        self.params = {**self.params, name: value}
+
+
+@dataclass
+class StudioState:
+    source: SourceState = field(default_factory=SourceState)
+    degradation: DegradationState = field(default_factory=DegradationState)
+    method: MethodState = field(default_factory=MethodState)
+
+    events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor()
+
+    # -- recipes ----------------------------------------------------------------------
+    def to_recipe(self) -> dict[str, Any]:
+        m = self.method
+        return {"method": m.method, "model": m.model, "params": dict(m.params),
+                "seed": m.seed, "n": m.n, "measurement_seed": self.degradation.measurement_seed,
+                "degradation": self.degradation.spec(), "source": self.source.name,
+                "device": m.device}
+
+    def apply_recipe(self, recipe: dict[str, Any]) -> bool:
+        """Restore the settings of a recipe; True if its source image was restored too.
+
+        Everything is checked before anything changes: a malformed recipe or an unknown
+        method raises `BadInputError` (from the engine) and leaves the state as it was.
+        """
+        from engine import registry
+        from engine.operators import Degradation
+        from engine.step import BadInputError
+
+        if not isinstance(recipe, dict):
+            raise BadInputError("a recipe is a JSON object with method, params, seed, …")
+        try:
+            method = registry.get(str(recipe["method"])).name
+            model = recipe.get("model") or None
+            params = dict(recipe.get("params") or {})
+            seed, n = int(recipe.get("seed", 0)), int(recipe.get("n", 1))
+            measurement_seed = int(recipe.get("measurement_seed", 0))
+            degradation = Degradation.parse(recipe.get("degradation") or "none")
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, BadInputError):
+                raise
+            raise BadInputError(f"the recipe is incomplete or malformed ({err})") from None
+        for name, value in degradation.as_dict().items():
+            setattr(self.degradation, name, value)
+        self.degradation.measurement_seed = measurement_seed
+        self.method.method, self.method.model = method, model
+        self.method.params, self.method.seed, self.method.n = params, seed, n
+        self.method.device = str(recipe.get("device") or "cpu")
+        image = load_source(str(recipe.get("source") or ""))
+        if image is not None:
+            self.set_source(image, str(recipe["source"]))
+        return image is not None
+
+    # -- building requests ------------------------------------------------------------
+    def set_source(self, image, name: str) -> None:
+        self.source.image, self.source.name = image, name
+
+    def request(self, shape_of=None, n: int | None = None, **changes):
+        """The engine `Request` for the current settings, optionally with some changed.
+
+        ``changes`` may set ``method`` (a ``NAME[@MODEL]`` spec; its own parameters then
+        start from their defaults), ``nfe``, ``noise`` or ``seed``. ``shape_of(model)``
+        gives the (C, H, W) a model needs; the source image is converted to it.
+        """
+        from dataclasses import replace
+
+        from engine import registry
+        from engine.jobs import Request
+
+        m = self.method
+        spec = changes.get("method", m.spec)
+        name, model = registry.split_spec(spec)
+        info = registry.get(name)
+        model = model if info.needs_prior else None
+        params = dict(m.params) if spec == m.spec else {}
+        if "nfe" in changes:
+            params["nfe"] = changes["nfe"]
+        degradation = self.degradation.degradation()
+        if "noise" in changes:
+            degradation = replace(degradation, noise=float(changes["noise"]))
+        shape = shape_of(model) if shape_of is not None and model else None
+        image, _ = working_image(self.source.image, shape)
+        return Request(method=f"{name}@{model}" if model else name, image=image,
+                       degradation=degradation, params=params, seed=int(changes.get("seed", m.seed)),
+                       n=m.n if n is None else n, measurement_seed=self.degradation.measurement_seed,
+                       device=m.device, source=self.source.name)
+
+
+def load_source(name: str):
+    """The image a recipe's source names: ``demo:K`` or an existing file; else None."""
+    if name.startswith(DEMO_PREFIX):
+        from engine.data import demo_images
+
+        images, _ = demo_images()
+        try:
+            index = int(name[len(DEMO_PREFIX):])
+        except ValueError:
+            return None
+        return images[index] if 0 <= index < len(images) else None
+    if name and not name.startswith(SAMPLE_PREFIX) and Path(name).is_file():
+        from engine.imageio import load_image
+
+        return load_image(name)
+    return None
+
+
+def working_image(image, shape: tuple[int, ...] | None):
+    """``(image, note)``: the image converted to a model's (C, H, W), or as is for None."""
+    if shape is None or tuple(image.shape) == tuple(shape):
+        return image, ""
+    from engine.imageio import conform
+
+    converted, note = conform(image, tuple(shape))
+    return converted, note or ""

@@ -1,0 +1,1 @@
+"""The views: image canvases, trajectory, diversity gallery, compare grid, playground, messages."""

@@ -1,0 +1,46 @@
+"""Image conversions for display: tensors → 8-bit arrays → QImage/QPixmap.
+
+Display arrays are ``(H, W)`` (gray) or ``(H, W, 3)`` uint8, the form pyqtgraph's
+row-major `ImageItem` and `QImage` take. Magnification is always nearest-neighbour:
+these are tiny images whose pixels are the point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage, QPixmap
+
+
+def display_array(image) -> np.ndarray:
+    """A (C, H, W) tensor in [0, 1] or an (H, W, C) uint8 array → (H, W[, 3]) uint8."""
+    if not isinstance(image, np.ndarray):  # a torch tensor, (C, H, W) in [0, 1]
+        image = (image.detach().float().clamp(0, 1) * 255 + 0.5).byte().permute(1, 2, 0).cpu().numpy()
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    return np.ascontiguousarray(image)
+
+
+def to_qimage(array: np.ndarray) -> QImage:
+    """(H, W) or (H, W, 3) uint8 → a QImage that owns a copy of the pixels."""
+    array = np.ascontiguousarray(display_array(array))
+    h, w = array.shape[:2]
+    if array.ndim == 2:
+        return QImage(array.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
+    return QImage(array.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+def pixmap(array: np.ndarray, size: int) -> QPixmap:
+    """A square-fitting, nearest-neighbour magnified pixmap of at most ``size`` pixels."""
+    image = to_qimage(array)
+    return QPixmap.fromImage(image.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
+                                          Qt.TransformationMode.FastTransformation))
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 1) -> np.ndarray:
+    """Two equal-height display arrays joined with a ``gap``-pixel white line."""
+    left, right = display_array(left), display_array(right)
+    if left.ndim != right.ndim:
+        left, right = (np.repeat(a[:, :, None], 3, 2) if a.ndim == 2 else a for a in (left, right))
+    line = np.full((left.shape[0], gap, *left.shape[2:]), 255, np.uint8)
+    return np.concatenate([left, line, right], axis=1)
