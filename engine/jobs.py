@@ -40,6 +40,8 @@ class Request:
     seed: int = 0  # sample k uses seed + k
     n: int = 1
     measurement_seed: int = 0  # seed of the measurement noise ε in y
+    latent_seed: int | None = None  # second latent for the latent slider (engine.rng)
+    latent_mix: float = 0.0  # 0 = own latent, 1 = latent of latent_seed + k
     device: str = "cpu"
     source: str = ""  # where the image came from (recipe only)
     max_batch: int = 64
@@ -70,6 +72,8 @@ class Job:
         self.request = request
         if request.n < 1:
             raise BadInputError(f"number of samples must be ≥ 1, got {request.n}")
+        if not 0.0 <= request.latent_mix <= 1.0:
+            raise BadInputError(f"latent mix must lie in [0, 1], got {request.latent_mix}")
         name, model = registry.split_spec(request.method)
         self.info = registry.get(name)
         self.model = model if self.info.needs_prior else None
@@ -116,7 +120,8 @@ class Job:
     def steps(self) -> Iterator[Step]:
         """Yield the method's Steps (batch = all samples); sets ``self.result`` at the end."""
         req = self.request
-        rng = SampleRNG(req.seed, req.n, device=req.device)
+        rng = SampleRNG(req.seed, req.n, device=req.device, latent_seed=req.latent_seed,
+                        latent_mix=req.latent_mix)
         if self.prior is not None:
             self._nfe_start = self.prior.nfe
         self._seconds = 0.0
@@ -168,6 +173,7 @@ class Job:
             "method": self.info.name, "model": self.model,
             "params": {k: getattr(self.params, k) for k in vars(self.params)},
             "seed": req.seed, "n": req.n, "measurement_seed": req.measurement_seed,
+            "latent_seed": req.latent_seed, "latent_mix": req.latent_mix,
             "degradation": self.degradation.spec() if self.degradation else None,
             "source": req.source, "device": req.device, "rng_device": "cpu", "dtype": "float32",
             "versions": {"engine": engine.__version__, "torch": torch.__version__,

@@ -4,11 +4,15 @@ Every sample of a batch owns a CPU `torch.Generator` seeded with ``seed + k``. N
 drawn per sample on the CPU and moved to the working device, so sample k of a batch
 equals a single run with seed ``seed + k`` at any batch size and on any device.
 Seed 0 is a seed like any other. Library code never touches the global RNG.
+
+The *latent* of a method (the initial noise of a diffusion sampler, the z of a GAN or
+flow) is drawn with `SampleRNG.latent`. With ``latent_seed`` set, that draw is moved
+along the great circle from sample k's own latent (``latent_mix = 0``) to the latent of
+seed ``latent_seed + k`` (``latent_mix = 1``): spherical interpolation, so the GUI's
+latent slider explores between two latents while keeping their typical norm.
 """
 
 from __future__ import annotations
-
-from typing import Sequence
 
 import torch
 
@@ -17,10 +21,12 @@ class SampleRNG:
     """One CPU generator per sample; draws return batched tensors."""
 
     def __init__(self, seed: int, n: int, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, latent_seed: int | None = None,
+                 latent_mix: float = 0.0):
         if n < 1:
             raise ValueError("need at least one sample")
         self.seed = int(seed)
+        self.latent_seed, self.latent_mix = latent_seed, float(latent_mix)
         self.device = torch.device(device)
         self.dtype = dtype
         self.generators = [torch.Generator("cpu").manual_seed(self.seed + k) for k in range(n)]
@@ -41,9 +47,21 @@ class SampleRNG:
         assert x.shape[0] == len(self), "batch size must equal the number of generators"
         return self.randn(*x.shape[1:]).to(dtype=x.dtype)
 
-    def subset(self, indices: Sequence[int]) -> "SampleRNG":
-        """A view on some samples' generators (shares their state)."""
-        view = SampleRNG.__new__(SampleRNG)
-        view.seed, view.device, view.dtype = self.seed, self.device, self.dtype
-        view.generators = [self.generators[i] for i in indices]
-        return view
+    def latent(self, *shape: int) -> torch.Tensor:
+        """Like `randn`, but moved towards seed ``latent_seed + k``'s latent (module doc)."""
+        z = self.randn(*shape)
+        if self.latent_seed is None or self.latent_mix == 0.0:
+            return z
+        other = SampleRNG(self.latent_seed, len(self), self.device, self.dtype).randn(*shape)
+        return slerp(z, other, self.latent_mix)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
+    """Spherical interpolation per sample: ``a`` at w = 0, ``b`` at w = 1."""
+    fa, fb = a.flatten(1).double(), b.flatten(1).double()
+    cos = (fa * fb).sum(1) / (fa.norm(dim=1) * fb.norm(dim=1)).clamp_min(1e-30)
+    theta = torch.arccos(cos.clamp(-1, 1))[:, None]
+    sin = torch.sin(theta).clamp_min(1e-12)
+    mixed = torch.where(theta > 1e-6, (torch.sin((1 - w) * theta) * fa + torch.sin(w * theta) * fb) / sin,
+                        (1 - w) * fa + w * fb)
+    return mixed.to(a.dtype).reshape(a.shape)

@@ -75,3 +75,24 @@ def test_bad_requests_are_clear_errors(image, request_kwargs, message):
     kwargs = {"image": image, "degradation": Degradation.parse("noise=0.1"), **request_kwargs}
     with pytest.raises(BadInputError, match=message):
         Job(Request(**kwargs))
+
+
+def test_latent_slider_moves_between_two_seeds_latents():
+    def generate(seed=3, **kw):
+        return run_job(Request(method="ddim@empirical-vp", params={"nfe": 10}, n=2, seed=seed,
+                               **kw)).samples
+
+    own, other = generate(), generate(seed=11)
+    torch.testing.assert_close(generate(latent_seed=11, latent_mix=0.0), own)
+    torch.testing.assert_close(generate(latent_seed=11, latent_mix=1.0), other, atol=1e-5, rtol=0)
+    halfway = generate(latent_seed=11, latent_mix=0.5)
+    assert not torch.allclose(halfway, own) and not torch.allclose(halfway, other)
+    with pytest.raises(BadInputError, match="latent mix"):
+        Job(Request(method="ddim@empirical-vp", latent_mix=1.5))
+
+
+def test_slerp_keeps_the_norm_of_orthogonal_latents():
+    from engine.rng import slerp
+    a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    mid = slerp(a, b, 0.5)
+    torch.testing.assert_close(mid, torch.tensor([[0.5**0.5, 0.5**0.5]]))

@@ -52,7 +52,7 @@ class Prior:
     def sample_final(self, rng: SampleRNG) -> torch.Tensor:
         """A draw from the final distribution p_1 ≈ ``C_1 x̄ + σ_1 ε`` (x̄ = `mean_image`)."""
         x_bar = self.mean_image().to(rng.device, rng.dtype).expand(len(rng), *self.shape)
-        return self.schedule.corrupt(x_bar, 1.0, rng.randn(*self.shape))
+        return self.schedule.corrupt(x_bar, 1.0, rng.latent(*self.shape))
 
     def to(self, device: torch.device | str) -> "Prior":
         self.device = torch.device(device)

@@ -115,11 +115,13 @@ def sample_p1(prior, final: str, rng: SampleRNG) -> torch.Tensor:
     if final == "prior":
         return prior.sample_final(rng)
     mean, std = (s.to(rng.device, rng.dtype) for s in colour_statistics(prior))
-    colour = mean + std * rng.randn(len(mean))  # (n, C): one constant colour per sample
+    channels = len(mean)
+    z = rng.latent(channels + math.prod(prior.shape))  # the whole start is one latent
+    colour = mean + std * z[:, :channels]  # (n, C): one constant colour per sample
     flat = colour[:, :, None, None].expand(len(rng), *prior.shape)
     if final == "refined":
         flat = prior.schedule.corruption(1.0).forward(flat)
-    return flat + prior.schedule.sigma(1.0) * rng.randn(*prior.shape)
+    return flat + prior.schedule.sigma(1.0) * z[:, channels:].reshape(len(rng), *prior.shape)
 
 
 # --- restoring: where a measurement lies on the corruption path --------------------------
