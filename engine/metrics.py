@@ -111,12 +111,17 @@ def frechet_distance(feats_a, feats_b) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
 
+def _layer_distance(fx: torch.Tensor, fr: torch.Tensor) -> torch.Tensor:
+    """Squared distance of unit-normalised channel vectors, averaged over positions."""
+    d = ((F.normalize(fx, dim=1) - F.normalize(fr, dim=1)) ** 2).sum(1)
+    return d.flatten(1).mean(1) if d.dim() > 1 else d
+
+
 def perceptual_distance(x: torch.Tensor, ref: torch.Tensor,
                         extractor: Callable[[torch.Tensor], list[torch.Tensor]]) -> torch.Tensor:
     """Mean over layers of the squared distance of channel-unit-normalised features."""
     x, ref = (v.float() for v in _batched(x, ref))
     with torch.no_grad():
         layers = zip(extractor(x), extractor(ref))
-        per_layer = [((F.normalize(fx, dim=1) - F.normalize(fr, dim=1)) ** 2).sum(1).mean((1, 2))
-                     for fx, fr in layers]
+        per_layer = [_layer_distance(fx, fr) for fx, fr in layers]
     return torch.stack(per_layer).mean(0)
