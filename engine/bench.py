@@ -1,0 +1,129 @@
+"""Speed benchmarks: ``python -m engine bench --json OUT [--quick]``.
+
+Sections (medians over repeats after a warm-up; ratios within this one run):
+
+* ``overhead``: a full job (``ddim``, N steps) against N bare network evaluations on
+  the same batch — what the Step machinery, RNG and bookkeeping cost.
+* ``throughput``: network evaluations per second per shipped model and batch size.
+* ``preview``: degraded-preview latency of a 256×256 RGB image per operator (the
+  GUI's target is one frame, 16 ms).
+* ``memory``: peak resident memory of this process.
+The GUI's event-loop stall benchmark lives beside it in `studio.bench` (it needs Qt,
+which the engine never imports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+from engine.jobs import Job, Request
+from engine.operators import Degradation
+from engine.priors.catalog import learned_models, load_prior
+
+PREVIEW_SPECS = {"noise": "noise=0.1", "blur": "blur=2,noise=0.05",
+                 "mask": "mask=random:0.5,noise=0.05", "downsample": "downsample=4,noise=0.05",
+                 "grayscale": "grayscale,noise=0.05",
+                 "composition": "blur=1.5,downsample=2,mask=box:0.3,grayscale,noise=0.05"}
+
+
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_preview(repeats: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 256, 256, generator=g)
+    noise = {name: torch.randn(Degradation.parse(spec).operator(3).out_shape(image.shape), generator=g)
+             for name, spec in PREVIEW_SPECS.items()}
+    return {name: {"spec": spec, "ms": 1e3 * median_seconds(
+                lambda: Degradation.parse(spec).measure(image, noise[name]), repeats)}
+            for name, spec in PREVIEW_SPECS.items()}
+
+
+def bench_throughput(models: list[str], batches: list[int], repeats: int) -> dict:
+    out = {}
+    for model in models:
+        prior = load_prior(model)
+        rows = {}
+        for b in batches:
+            x = torch.randn(b, *prior.shape, generator=torch.Generator().manual_seed(b))
+            with torch.no_grad():
+                seconds = median_seconds(lambda: prior.denoise(x, 0.5), repeats)
+            rows[str(b)] = {"evals_per_s": 1 / seconds, "images_per_s": b / seconds}
+        out[model] = rows
+    return out
+
+
+def bench_overhead(model: str, steps: int, batch: int, repeats: int) -> dict:
+    prior = load_prior(model)
+    x = torch.randn(batch, *prior.shape, generator=torch.Generator().manual_seed(0))
+
+    def bare():
+        with torch.no_grad():
+            for i in range(steps):
+                prior.denoise(x, 1 - i / steps)
+
+    job = lambda: Job(Request(method=f"ddim@{model}", params={"nfe": steps}, n=batch)).run()
+    bare_s, job_s = median_seconds(bare, repeats), median_seconds(job, repeats)
+    return {"model": model, "steps": steps, "batch": batch, "bare_s": bare_s, "job_s": job_s,
+            "overhead_per_step_ms": 1e3 * (job_s - bare_s) / steps, "ratio": job_s / bare_s}
+
+
+def run(quick: bool = False) -> dict:
+    repeats = 3 if quick else 15
+    models = learned_models() or ["empirical-vp"]
+    report = {
+        "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__},
+        "preview": bench_preview(repeats if quick else 50),
+        "throughput": bench_throughput(models, [1, 16] if quick else [1, 16, 64], repeats),
+        "overhead": bench_overhead(models[0], 10 if quick else 50, 4 if quick else 16,
+                                   repeats if quick else 5),
+    }
+    report["memory"] = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = ["degraded preview, 256×256 RGB (target ≤ 16 ms):"]
+    lines += [f"  {name:<12} {row['ms']:7.2f} ms   {row['spec']}" for name, row in report["preview"].items()]
+    lines.append("network evaluations per second:")
+    for model, rows in report["throughput"].items():
+        lines += [f"  {model:<12} batch {b:>3}: {r['evals_per_s']:8.1f} evals/s "
+                  f"({r['images_per_s']:.0f} images/s)" for b, r in rows.items()]
+    o = report["overhead"]
+    lines.append(f"job vs bare network ({o['model']}, {o['steps']} steps, batch {o['batch']}): "
+                 f"{o['job_s']:.3f} s vs {o['bare_s']:.3f} s, ratio {o['ratio']:.3f}, "
+                 f"{o['overhead_per_step_ms']:.2f} ms/step")
+    lines.append(f"peak memory: {report['memory']['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine bench")
+    parser.add_argument("--json")
+    parser.add_argument("--quick", action="store_true", help="few repeats (a smoke check)")
+    args = parser.parse_args(argv)
+    report = run(args.quick)
+    print(format_report(report))
+    if args.json:
+        from engine.export import save_metrics
+        from engine.step import EngineError
+        try:
+            save_metrics(args.json, report)
+        except EngineError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    return 0
