@@ -156,8 +156,8 @@ def cmd_sample(args) -> int:
     extra = {"method": spec, "seed": args.seed, "n": args.n}
     if args.n > 1:
         from engine.metrics import diversity
-        from engine.models.features import load_extractor
-        extra["diversity"] = diversity(result.samples, features=load_extractor())
+        from engine.models.features import load_feature_network
+        extra["diversity"] = diversity(result.samples, features=load_feature_network().embedding)
     _write_outputs(args, result, extra)
     return 0
 
