@@ -8,6 +8,7 @@ Sections (medians over repeats after a warm-up; ratios within this one run):
 * ``preview``: degraded-preview latency of a 256×256 RGB image per operator (the
   GUI's target is one frame, 16 ms).
 * ``memory``: peak resident memory of this process.
+* ``diffusers`` (``--diffusers``): `engine.reference`'s side-by-side.
 The GUI's event-loop stall benchmark lives beside it in `studio.bench` (it needs Qt,
 which the engine never imports).
 """
@@ -115,9 +116,19 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine bench")
     parser.add_argument("--json")
     parser.add_argument("--quick", action="store_true", help="few repeats (a smoke check)")
+    parser.add_argument("--diffusers", action="store_true",
+                        help="also run our VP samplers side by side with diffusers' schedulers")
     args = parser.parse_args(argv)
     report = run(args.quick)
     print(format_report(report))
+    if args.diffusers:
+        from engine.reference import side_by_side
+        model = "vp" if "vp" in learned_models() else "empirical-vp"
+        report["diffusers"] = side_by_side(model, steps=20 if args.quick else 50)
+        for name in ("ddim", "ddpm"):
+            row = report["diffusers"][name]
+            print(f"{name} vs {row['diffusers']} on {model}: max |Δ| {row['max_abs_diff']:.2e}, "
+                  f"{row['ours_s']:.3f} s vs {row['diffusers_s']:.3f} s (ratio {row['ratio']:.2f})")
     if args.json:
         from engine.export import save_metrics
         from engine.step import EngineError

@@ -1,0 +1,78 @@
+"""Side-by-side with an external implementation: our VP samplers against diffusers.
+
+``python -m engine bench --diffusers`` (needs the optional ``diffusers`` package,
+``pip install -e '.[compare]'``; the test extra includes it) runs ``ddim`` (η = 0) and
+``ddpm`` (ancestral, σ² = β̃) through our `Job` and through diffusers'
+``DDIMScheduler`` (η = 0 and η = 1; DDIM with η = 1 *is* the ancestral DDPM step) driven
+by the same network, from the same x_T and with the same per-step noise, and reports
+the largest pixel difference and both wall times.
+
+Matching the grids: our ``VPSchedule.grid(N)`` visits ``k = 1000, 1000 − s, …, 0``
+(s = 1000/N); diffusers' "trailing" spacing visits ``t = k − 1`` (0-based timesteps)
+and ends at ``ᾱ = 1`` with ``set_alpha_to_one``. Noise: we replay our sampler's own
+draws — the p_1 start (`sample_p1`), then one ``randn_like`` per step — from a fresh
+`SampleRNG` with the same seed, and pass them to diffusers as ``variance_noise``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from engine.jobs import Job, Request
+from engine.priors.catalog import load_prior
+from engine.rng import SampleRNG
+from engine.samplers.common import sample_p1
+from engine.step import BadInputError
+
+
+def diffusers_scheduler(steps: int):
+    try:
+        from diffusers import DDIMScheduler
+    except ImportError:
+        raise BadInputError("the side-by-side needs diffusers: pip install -e '.[compare]'") from None
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02,
+                              beta_schedule="linear", clip_sample=False, set_alpha_to_one=True,
+                              timestep_spacing="trailing", prediction_type="epsilon")
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+def diffusers_sample(prior, steps: int, n: int, seed: int, eta: float) -> torch.Tensor:
+    """diffusers' DDIM loop on our prior, replaying our sampler's random draws."""
+    scheduler = diffusers_scheduler(steps)
+    rng = SampleRNG(seed, n)
+    x = sample_p1(prior, "refined", rng)
+    timesteps = scheduler.timesteps.tolist()
+    with torch.no_grad():
+        for i, t in enumerate(timesteps):
+            level = (t + 1) / prior.schedule.steps
+            abar = prior.schedule.alpha_bar(level)
+            eps = (x - math.sqrt(abar) * prior.denoise(x, level)) / math.sqrt(1 - abar)
+            last = i == len(timesteps) - 1
+            noise = rng.randn_like(x) if eta > 0 and not last else torch.zeros_like(x)
+            x = scheduler.step(eps, t, x, eta=eta, variance_noise=noise).prev_sample
+    lo, hi = prior.data_range
+    return ((x - lo) / (hi - lo)).clamp(0, 1)
+
+
+def side_by_side(model: str = "vp", steps: int = 50, n: int = 4, seed: int = 0) -> dict:
+    if 1000 % steps:
+        raise BadInputError(f"steps must divide 1000 for identical grids, got {steps}")
+    prior = load_prior(model)
+    diffusers_scheduler(steps)  # import diffusers before anything is timed
+    report = {"model": model, "steps": steps, "n": n, "seed": seed}
+    for ours, eta in (("ddim", 0.0), ("ddpm", 1.0)):
+        start = time.perf_counter()
+        mine = Job(Request(method=f"{ours}@{model}", params={"nfe": steps}, n=n, seed=seed)).run()
+        our_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        theirs = diffusers_sample(prior, steps, n, seed, eta)
+        their_seconds = time.perf_counter() - start
+        report[ours] = {"diffusers": f"DDIMScheduler(eta={eta:g})",
+                        "max_abs_diff": float((mine.samples - theirs).abs().max()),
+                        "ours_s": our_seconds, "diffusers_s": their_seconds,
+                        "ratio": our_seconds / their_seconds}
+    return report
