@@ -44,7 +44,6 @@ class Request:
     latent_mix: float = 0.0  # 0 = own latent, 1 = latent of latent_seed + k
     device: str = "cpu"
     source: str = ""  # where the image came from (recipe only)
-    max_batch: int = 64
 
 
 @dataclass
