@@ -1,0 +1,177 @@
+"""Learned priors: the networks trained by `engine.train`, behind the `Prior` protocol.
+
+A model directory holds ``config.json`` (architecture, schedule, parametrisation, data
+range, training record) and ``model.safetensors`` (EMA weights under ``net.``, the
+training-set ``mean_image`` and the mean-colour statistics of p_1).
+
+Decisions:
+
+* Parametrisations: ``eps`` (VP/DDPM: the network predicts ε, and
+  ``E[x0|x_t] = (x_t − σ_t ε̂)/√ᾱ_t``) and ``x0-residual`` (Soft Diffusion:
+  ``E[x0|x_t] = φ_θ(x_t, t) + x_t``). `eps` is offered for both:
+  ``ε̂ = (x_t − C_t x̂0)/σ_t``.
+* The network runs under ``no_grad`` unless the caller asks for a gradient (``x_t``
+  requires grad and grad mode is on — DPS differentiates through the denoiser); the
+  weights themselves never require grad.
+* Final distribution p_1 for blur/mask schedules **[choice]** (soft_diffusion.md): the
+  paper fits a Gaussian to each image's mean colour; we draw a mean colour c from that
+  fit and start from ``C_1 x̄_c + σ_1 ε``, where ``x̄_c`` is the training mean image
+  with its ink rescaled so its mean colour is c (zero padding makes C_1 of a flat image
+  vignetted, so the mean image's silhouette is a closer start than a flat one). For
+  VP, C_1 = √ᾱ_T ≈ 0.006, so p_1 is the base class's ``C_1 x̄ + σ_1 ε``.
+* Loading never unpickles: only ``.safetensors`` weights are read; a ``.pt``/``.pth``/
+  ``.pkl``/``.ckpt`` file is refused with a `BadInputError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from engine.models.unet import UNet, UNetConfig
+from engine.priors.base import Prior
+from engine.rng import SampleRNG
+from engine.schedules import VPSchedule, schedule_from_config
+from engine.step import BadInputError
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+PARAMETRISATIONS = ("eps", "x0-residual")
+
+
+class LearnedPrior(Prior):
+    exact = False
+
+    def __init__(self, network: torch.nn.Module, config: dict, stats: dict[str, torch.Tensor],
+                 name: str = "learned"):
+        schedule = schedule_from_config(config["schedule"])
+        super().__init__(schedule, tuple(config["shape"]), tuple(config["data_range"]))
+        if config["parametrisation"] not in PARAMETRISATIONS:
+            raise BadInputError(f"unknown parametrisation {config['parametrisation']!r}")
+        self.name = name
+        self.config = config
+        self.parametrisation = config["parametrisation"]
+        self.network = network.eval().requires_grad_(False)
+        self._mean_image = stats["mean_image"].float()
+        self._colour = stats.get("mean_colour")  # (mean, std) of per-image mean colour
+
+    def _network(self, x_t: torch.Tensor, t: float) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x_t.requires_grad):
+            return self.network(x_t, torch.full((x_t.shape[0],), float(t), device=x_t.device))
+
+    def eps(self, x_t: torch.Tensor, t: float) -> torch.Tensor:
+        """The noise estimate ε̂ with ``x_t = C_t x̂0 + σ_t ε̂`` (counts one NFE)."""
+        self.nfe += 1
+        if self.parametrisation == "eps":
+            return self._network(x_t, t)
+        x0_hat = self._denoise(x_t, t)
+        return (x_t - self.schedule.corruption(t).forward(x0_hat)) / self.schedule.sigma(t)
+
+    def _denoise(self, x_t: torch.Tensor, t: float) -> torch.Tensor:
+        out = self._network(x_t, t)
+        if self.parametrisation == "x0-residual":
+            return out + x_t
+        alpha_bar = self.schedule.alpha_bar(t)
+        return (x_t - math.sqrt(1 - alpha_bar) * out) / math.sqrt(alpha_bar)
+
+    def noise_level(self, sigma: float) -> tuple[float, float]:
+        """``(t, c)`` with ``x_t = c·(x0 + σ ε)`` a noise-only state of the schedule.
+
+        σ is in model units. VP: the integer step k whose ``σ_k/√ᾱ_k`` is nearest to σ
+        (c = √ᾱ_k). Soft schedules: only their noise stage ``t ≤ t_s`` is noise-only,
+        so σ must lie in ``[σ_0, σ_1]`` (c = 1).
+        """
+        schedule = self.schedule
+        if isinstance(schedule, VPSchedule):
+            alpha_bars = schedule.alpha_bars()
+            ratios = ((1 - alpha_bars) / alpha_bars).sqrt()
+            k = int((ratios - sigma).abs().argmin())
+            return k / schedule.steps, math.sqrt(float(alpha_bars[k]))
+        low, high = schedule.sigma_start, schedule.sigma_end
+        if not low <= sigma <= high:
+            raise BadInputError(f"{self.name} denoises Gaussian noise only for σ in "
+                                f"[{low:g}, {high:g}] (model units), not {sigma:g}")
+        return schedule.t_split * math.log(sigma / low) / math.log(high / low), 1.0
+
+    def denoise_gaussian(self, y: torch.Tensor, sigma: float) -> torch.Tensor:
+        """``E[x0 | y]`` for ``y = x0 + σ ε`` (model units; one NFE)."""
+        t, c = self.noise_level(sigma)
+        return self.denoise(c * y, t)
+
+    def mean_image(self) -> torch.Tensor:
+        return self._mean_image.clone()
+
+    def colour_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std (per channel) of an image's mean colour over the training set."""
+        if self._colour is None:
+            return self._mean_image.mean((1, 2)), self._mean_image.std((1, 2))
+        return self._colour[:1].clone(), self._colour[1:].clone()
+
+    def sample_final(self, rng: SampleRNG) -> torch.Tensor:
+        if isinstance(self.schedule, VPSchedule) or self._colour is None:
+            return super().sample_final(rng)
+        low = self.data_range[0]
+        x_bar = self._mean_image.to(rng.device, rng.dtype)
+        mean, std = (float(v) for v in self._colour)
+        colour = mean + std * rng.randn(1, 1, 1)  # (n, 1, 1, 1)
+        ink = (colour - low) / (x_bar.mean() - low)
+        start = low + (x_bar - low) * ink.clamp_min(0)
+        return self.schedule.corrupt(start, 1.0, rng.randn(*self.shape))
+
+    def to(self, device):
+        super().to(device)
+        self.network.to(self.device)
+        self._mean_image = self._mean_image.to(self.device)
+        return self
+
+    def describe(self) -> dict:
+        return {**super().describe(), "parametrisation": self.parametrisation,
+                "training": self.config.get("training", {})}
+
+
+def build_network(architecture: dict) -> torch.nn.Module:
+    kind = architecture.get("kind", "unet")
+    if kind != "unet":
+        raise BadInputError(f"unknown network kind {kind!r} in model config")
+    return UNet(UNetConfig.from_dict(architecture))
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Load a weights file, refusing anything that would need unpickling."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise BadInputError(f"refusing to load {path.name}: pickled PyTorch files can run "
+                            "arbitrary code; convert the weights to .safetensors")
+    if not path.exists():
+        raise BadInputError(f"weights file {path} not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise BadInputError(f"cannot read weights {path}: {err}") from None
+
+
+def load_learned(model_dir: Path | str, device: str = "cpu") -> LearnedPrior:
+    """Rebuild a learned prior from ``config.json`` + ``model.safetensors`` (EMA weights)."""
+    model_dir = Path(model_dir)
+    if model_dir.is_file():
+        if model_dir.suffix.lower() in PICKLE_SUFFIXES:
+            read_safetensors(model_dir)  # raises the refusal
+        model_dir = model_dir.parent
+    config_path = model_dir / "config.json"
+    if not config_path.exists():
+        raise BadInputError(f"{model_dir} holds no config.json")
+    config = json.loads(config_path.read_text())
+    if config.get("kind") != "diffusion":
+        raise BadInputError(f"{model_dir.name} is a {config.get('kind')!r} model, not a diffusion prior")
+    tensors = read_safetensors(model_dir / "model.safetensors")
+    network = build_network(config["architecture"])
+    try:
+        network.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    except RuntimeError as err:
+        raise BadInputError(f"weights in {model_dir} do not match its config: {err}") from None
+    stats = {k: v for k, v in tensors.items() if not k.startswith("net.")}
+    return LearnedPrior(network, config, stats, name=model_dir.name).to(device)
