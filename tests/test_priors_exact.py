@@ -20,13 +20,7 @@ SHAPE = (1, 4, 4)
 D = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: intra-op threads only add synchronisation (20× slower on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 class MaskedBlurSchedule(SoftBlurSchedule):
     """C_t = M B_t: a product of non-commuting symmetric operators is not symmetric, so

@@ -26,13 +26,7 @@ SAMPLERS = ("naive", "momentum", "pf-momentum", "ddim", "pc", "ddpm")
 SOFT_4PX = SoftBlurSchedule(blur_max=2.0)  # ≈ 0.55·H for 4×4 images
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: intra-op threads only add synchronisation (20× slower on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class BatchRNG(SampleRNG):
