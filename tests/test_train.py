@@ -63,7 +63,7 @@ def test_per_sample_corruption_matches_the_schedule():
         assert torch.allclose(out[i], schedule.corruption(float(t[i])).forward(x[i:i + 1])[0])
 
 
-@pytest.mark.parametrize("family,loss", [("vp", "ssm"), ("soft-blur", "ssm"), ("soft-blur", "clean")])
+@pytest.mark.parametrize("family,loss", [("vp", "ssm"), ("soft-blur", "ssm"), ("soft-blur", "clean"), ("soft-blur", "ssm+clean")])
 def test_loss_of_a_zero_network(family, loss):
     """A fresh net outputs 0: VP's ε-loss is E ε² ≈ 1; the SSM loss is larger than 0."""
     schedule, param = (VPSchedule(), "eps") if family == "vp" else (SoftBlurSchedule(), "x0-residual")
@@ -74,6 +74,15 @@ def test_loss_of_a_zero_network(family, loss):
         assert value.item() == pytest.approx(1.0, abs=0.05)
     else:
         assert value.item() > 0.1
+
+
+def test_ssm_plus_clean_is_the_sum_of_its_two_terms():
+    schedule, x0 = SoftBlurSchedule(), to_model_range(demo_images()[0][:8])
+    torch.manual_seed(3)
+    net = UNet(TINY)
+    value = {loss: diffusion_loss(net, schedule, "x0-residual", loss, x0, torch.Generator().manual_seed(4)).item()
+             for loss in ("ssm", "clean", "ssm+clean")}
+    assert value["ssm+clean"] == pytest.approx(value["ssm"] + value["clean"], rel=1e-5)
 
 
 def run(out, steps, resume=False, family="soft-blur"):

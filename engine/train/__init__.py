@@ -28,8 +28,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="run directory (default runs/FAMILY)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--loss", choices=("ssm", "clean"), default="ssm",
-                   help="Soft Score Matching (default) or the clean-image baseline")
+    p.add_argument("--loss", choices=("ssm", "clean", "ssm+clean"), default="ssm",
+                   help="Soft Score Matching (default), the clean-image baseline, or their sum")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--checkpoint-every", type=int, default=250)
