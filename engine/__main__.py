@@ -66,7 +66,7 @@ def cmd_list(args) -> int:
 
     methods = [{"name": m.name, "kind": m.kind, "family": m.family, "summary": m.summary,
                 "default_model": m.default_model, "needs_prior": m.needs_prior,
-                "generates": m.generates, "schedules": list(m.schedules),
+                "generates": m.generates, "schedules": list(m.schedules), "latent": m.latent,
                 "params": registry.describe_params(m.params)}
                for m in registry.methods().values()]
     listing = {"operators": ["noise", "blur", "mask", "downsample", "grayscale"],

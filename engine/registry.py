@@ -115,6 +115,9 @@ class MethodInfo:
     # conformance suite; None = the default model / unconditional generation.
     example_model: str | None = None
     example_degradation: str | None = None
+    # What the method's latent z is (drawn with `SampleRNG.latent`, so the GUI's latent
+    # slider moves it), e.g. "initial noise"; None for methods without one.
+    latent: str | None = None
 
     def check(self, prior, measurement: Measurement | None) -> None:
         """Raise a clear `BadInputError` if this method cannot serve the request."""

@@ -11,6 +11,9 @@ Decisions:
   `DegradationState` (the fields of `engine.operators.Degradation` plus the
   measurement seed) and `MethodState` (method, model, parameter values, seed, n).
   Child events bubble up, so ``state.events.all`` fires on any change.
+* The latent slider is two `MethodState` fields, ``latent_seed`` and ``latent_mix``;
+  a request carries the second latent only while the mix is above 0, so a mix of 0
+  gives exactly the run without the slider.
 * ``MethodState.params`` holds only values the user set; the method's defaults fill the
   rest (``make_params``). Changing the method drops values the new one does not take.
   Assign a new dict to change it (`set_param`), never mutate it in place: psygnal
@@ -19,7 +22,8 @@ Decisions:
   conversion a model needs is done when a request is built (`working_image`), so the
   note saying what was converted is computed in one place.
 * Recipes: `to_recipe` writes the keys `Job.recipe` writes (method, model, params,
-  seed, n, measurement_seed, degradation spec, source, device); `apply_recipe` reads
+  seed, n, measurement_seed, degradation spec, source, device, latent seed and mix);
+  `apply_recipe` reads
   them back. Keys it does not know (versions, rng_device, dtype) are ignored. The
   source is restored by `load_source` when it names a demo image or a file that
   exists; otherwise the current image stays and the caller is told.
@@ -93,6 +97,8 @@ class MethodState:
     seed: int = 0  # sample k uses seed + k
     n: int = 8  # number of samples
     device: str = "cpu"
+    latent_seed: int = 1  # the second latent of the latent slider (engine.rng)
+    latent_mix: float = 0.0  # 0 = each sample's own z, 1 = the z of latent_seed + k
 
     events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor()
 
@@ -118,7 +124,7 @@ class StudioState:
         return {"method": m.method, "model": m.model, "params": dict(m.params),
                 "seed": m.seed, "n": m.n, "measurement_seed": self.degradation.measurement_seed,
                 "degradation": self.degradation.spec(), "source": self.source.name,
-                "device": m.device}
+                "device": m.device, "latent_seed": m.latent_seed, "latent_mix": m.latent_mix}
 
     def apply_recipe(self, recipe: dict[str, Any]) -> bool:
         """Restore the settings of a recipe; True if its source image was restored too.
@@ -138,6 +144,10 @@ class StudioState:
             params = dict(recipe.get("params") or {})
             seed, n = int(recipe.get("seed", 0)), int(recipe.get("n", 1))
             measurement_seed = int(recipe.get("measurement_seed", 0))
+            latent_seed = int(recipe.get("latent_seed") or 1)
+            latent_mix = float(recipe.get("latent_mix") or 0.0)
+            if not 0.0 <= latent_mix <= 1.0:
+                raise ValueError(f"latent_mix {latent_mix} is outside [0, 1]")
             degradation = Degradation.parse(recipe.get("degradation") or "none")
         except (KeyError, TypeError, ValueError) as err:
             if isinstance(err, BadInputError):
@@ -149,6 +159,7 @@ class StudioState:
         self.method.method, self.method.model = method, model
         self.method.params, self.method.seed, self.method.n = params, seed, n
         self.method.device = str(recipe.get("device") or "cpu")
+        self.method.latent_seed, self.method.latent_mix = latent_seed, latent_mix
         image = load_source(str(recipe.get("source") or ""))
         if image is not None:
             self.set_source(image, str(recipe["source"]))
@@ -186,7 +197,9 @@ class StudioState:
         return Request(method=f"{name}@{model}" if model else name, image=image,
                        degradation=degradation, params=params, seed=int(changes.get("seed", m.seed)),
                        n=m.n if n is None else n, measurement_seed=self.degradation.measurement_seed,
-                       device=m.device, source=self.source.name)
+                       device=m.device, source=self.source.name,
+                       latent_seed=m.latent_seed if m.latent_mix > 0 else None,
+                       latent_mix=m.latent_mix)
 
 
 def load_source(name: str):

@@ -5,13 +5,18 @@ pickers list registered methods and the image models each accepts; the form is b
 from the parameter dataclass. Widgets write `MethodState`; state changes made
 elsewhere (a recipe) rebuild the form. "Live" re-runs the method shortly after any
 input changes (latest wins on the engine thread).
+
+Methods with a latent z (`MethodInfo.latent`) get the latent control: a z seed and a
+slider that moves every sample's z along the great circle towards the z of
+``z seed + k`` (`engine.rng.SampleRNG.latent`); with Live on, dragging re-runs.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGridLayout, QGroupBox,
                                QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout)
+from superqt import QLabeledDoubleSlider
 
 from studio.panels.param_form import ParamForm, combo
 
@@ -54,6 +59,18 @@ class MethodPanel(QGroupBox):
         self.pause_button = QPushButton("Pause")
         self.pause_button.setCheckable(True)
         self.pause_button.setToolTip("Pause or resume the running method (Ctrl+P)")
+        self.latent_box = QGroupBox("latent z")
+        self.latent_seed = QSpinBox()
+        self.latent_seed.setRange(0, 2**31 - 1)
+        self.latent_seed.setToolTip("seed of the second latent: sample k moves towards the z "
+                                    "of seed (z seed + k)")
+        self.latent_mix = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.latent_mix.setRange(0.0, 1.0)
+        self.latent_mix.setDecimals(2)
+        self.latent_mix.setSingleStep(0.01)
+        latent = QFormLayout(self.latent_box)
+        latent.addRow("z seed", self.latent_seed)
+        latent.addRow("own z → z seed", self.latent_mix)
 
         pickers = QFormLayout()
         pickers.addRow("method", self.method)
@@ -75,6 +92,7 @@ class MethodPanel(QGroupBox):
         layout.addWidget(self.form)
         layout.addWidget(self.nfe_label)
         layout.addLayout(seeds)
+        layout.addWidget(self.latent_box)
         layout.addLayout(buttons)
 
         self.method.currentIndexChanged.connect(self._on_method)
@@ -82,6 +100,8 @@ class MethodPanel(QGroupBox):
         self.form.changed.connect(lambda name, value: state.set_param(name, value))
         self.seed.valueChanged.connect(lambda v: setattr(state, "seed", v))
         self.n.valueChanged.connect(lambda v: setattr(state, "n", v))
+        self.latent_seed.valueChanged.connect(lambda v: setattr(state, "latent_seed", v))
+        self.latent_mix.valueChanged.connect(lambda v: setattr(state, "latent_mix", round(v, 2)))
         self.run_button.clicked.connect(self.run_requested)
         self.stop_button.clicked.connect(lambda: self.stop_requested.emit(False))
         self.keep_button.clicked.connect(lambda: self.stop_requested.emit(True))
@@ -156,10 +176,15 @@ class MethodPanel(QGroupBox):
             self._form_method = s.method
         else:
             self.form.set_values(s.params)
-        for widget, value in ((self.seed, s.seed), (self.n, s.n)):
+        for widget, value in ((self.seed, s.seed), (self.n, s.n), (self.latent_seed, s.latent_seed),
+                              (self.latent_mix, s.latent_mix)):
             widget.blockSignals(True)
             widget.setValue(value)
             widget.blockSignals(False)
+        self.latent_box.setVisible(info.latent is not None)
+        self.latent_mix.setToolTip(f"moves each sample's {info.latent or 'latent'} from its own "
+                                   "draw (0) along a spherical interpolation to the draw of "
+                                   "z seed + k (1)")
         self.nfe_label.setText(self._nfe_text(info))
 
     def _nfe_text(self, info) -> str:

@@ -15,6 +15,7 @@ def configured_state() -> StudioState:
     state.degradation.measurement_seed = 11
     state.method.method, state.method.params = "tikhonov", {"alpha": 0.2}
     state.method.seed, state.method.n = 3, 4
+    state.method.latent_seed, state.method.latent_mix = 9, 0.25
     return state
 
 

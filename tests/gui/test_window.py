@@ -57,6 +57,26 @@ def test_a_job_runs_on_the_worker_thread_and_fills_the_views(window, qtbot, monk
                                   display_array(outcome.result.samples[3]))
 
 
+def test_latent_slider_moves_each_sample_to_the_z_of_another_seed(window, run_to_end):
+    """Deterministic DDIM starts from y topped up with its z to the path's noise level and
+    then adds no noise: at mix 1 every sample equals the run with seed z seed + k."""
+    panel = window.method_panel
+    window.choose_method("tikhonov", None, {})
+    assert panel.latent_box.isHidden()  # a baseline has no latent
+    window.choose_method("ddim", "empirical-soft-blur", {"nfe": 10, "k": 0.0})
+    assert not panel.latent_box.isHidden()
+    window.state.degradation.set_spec("blur=2,noise=0.01")
+    window.state.method.n, window.state.method.seed = 2, 3
+    own = run_to_end().result.samples
+    panel.latent_seed.setValue(11)
+    panel.latent_mix.setValue(1.0)
+    moved = run_to_end().result.samples
+    window.state.method.latent_mix, window.state.method.seed = 0.0, 11
+    other = run_to_end().result.samples
+    torch.testing.assert_close(moved, other, atol=1e-5, rtol=0)
+    assert float((moved - own).abs().max()) > 0.01  # z matters (a little: blur 2 leaves few images plausible)
+
+
 def test_stop_cancels_a_long_job_within_one_step(window, qtbot):
     window.choose_method("ddpm", "empirical-vp", {"nfe": 1000})
     window.state.degradation.set_spec("noise=1")
