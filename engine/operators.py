@@ -58,8 +58,9 @@ class Operator:
         return self.forward(x)
 
     def out_shape(self, shape: Shape) -> Shape:
-        """Shape of ``A x`` for ``x`` of the given ``(B, C, H, W)`` shape."""
-        return tuple(self.forward(torch.zeros(shape)).shape)
+        """Shape of ``A x`` for ``x`` of the given ``(B, C, H, W)`` shape (no arithmetic:
+        the forward runs on a meta tensor)."""
+        return tuple(self.forward(torch.zeros(shape, device="meta")).shape)
 
     def check_input(self, shape: Shape) -> None:
         """Raise `BadInputError` if the operator cannot act on images of this shape."""

@@ -1,0 +1,179 @@
+"""GUI benchmarks: ``python -m studio.bench [--json OUT] [--quick] [--method SPEC] [--nfe N]``.
+
+Two numbers the studio promises, measured on the real window (offscreen works):
+
+* ``preview``: slider → degraded preview latency for a 256×256 RGB image. Each sample
+  is one slider ``setValue`` (the signal a drag emits) until the degraded canvas holds
+  the new measurement, followed by ``processEvents`` so the repaint is included.
+  Medians and 95th percentiles per slider; the target is one frame (16 ms).
+* ``stall``: the GUI event loop's longest stall while a long job (1000 NFE by default)
+  runs on the engine thread. A 5 ms repeating timer records when the loop serves it;
+  a stall is a gap between two firings minus the interval. Frames the worker streamed
+  and the job's wall time are reported with it.
+
+The 256×256 RGB image is demo image 0 upscaled (nearest) and coloured, opened through
+the window's file path, with the Tikhonov baseline selected so no model conversion
+shrinks it. Timings are medians over this run; compare ratios within one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PREVIEW_SLIDERS = {  # slider → values swept (each differs from the previous one)
+    "noise": [0.02, 0.05, 0.1, 0.2, 0.3],
+    "blur": [0.5, 1.0, 1.5, 2.0, 3.0],
+    "mask_level": [0.2, 0.4, 0.6, 0.8, 0.3],
+}
+TIMER_MS = 5
+
+
+def _rgb_image_file(folder: Path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    from engine.data import demo_images
+
+    gray = demo_images()[0][0, 0].numpy()
+    big = np.kron(gray, np.ones((10, 10)))[:256, :256]
+    big = np.pad(big, ((0, 256 - big.shape[0]), (0, 256 - big.shape[1])))
+    rgb = np.stack([big, big * 0.8, 1.0 - big * 0.5], axis=-1)
+    path = folder / "bench-256-rgb.png"
+    Image.fromarray((rgb * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_preview(window, app, repeats: int) -> dict:
+    import numpy as np
+
+    panel, canvas = window.degradation_panel, window.canvases["degraded"]
+    window.state.degradation.mask = "box"
+    app.processEvents()
+    out = {}
+    for slider, values in PREVIEW_SLIDERS.items():
+        widget = getattr(panel, slider)
+        times = []
+        for _ in range(repeats):
+            for value in values:
+                before = canvas.array
+                start = time.perf_counter()
+                widget.setValue(value)
+                app.processEvents()
+                times.append(time.perf_counter() - start)
+                if canvas.array is before or np.array_equal(canvas.array, before):
+                    raise RuntimeError(f"moving {slider} to {value} did not update the preview")
+        out[slider] = {"median_ms": 1e3 * statistics.median(times),
+                       "p95_ms": 1e3 * percentile(times, 0.95), "samples": len(times)}
+    return out
+
+
+def bench_stall(window, app, method: str, nfe: int, n: int) -> dict:
+    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+
+    name, _, model = method.partition("@")
+    window.choose_method(name, model or None, {"nfe": nfe})
+    window.state.degradation.set_spec("noise=0.2")
+    window.state.method.n = n
+    app.processEvents()
+    clock, ticks, frames = QElapsedTimer(), [], [0]
+    timer = QTimer()
+    timer.setInterval(TIMER_MS)
+    timer.timeout.connect(lambda: ticks.append(clock.nsecsElapsed() / 1e6))
+    loop, outcome = QEventLoop(), {}
+
+    def finished(ticket, result):
+        outcome["result"] = result
+        loop.quit()
+
+    def failed(ticket, message):
+        outcome["error"] = message
+        loop.quit()
+
+    window.controller.frame.connect(lambda *_: frames.__setitem__(0, frames[0] + 1))
+    window.controller.finished.connect(finished)
+    window.controller.failed.connect(failed)
+    clock.start()
+    timer.start()
+    started = time.perf_counter()
+    window.run_job()
+    loop.exec()
+    wall = time.perf_counter() - started
+    timer.stop()
+    if "error" in outcome:
+        raise RuntimeError(f"the job failed: {outcome['error']}")
+    gaps = [b - a - TIMER_MS for a, b in zip(ticks, ticks[1:])]
+    return {"method": method, "nfe": nfe, "n": n, "job_seconds": wall,
+            "frames_drawn": frames[0], "timer_ms": TIMER_MS, "ticks": len(ticks),
+            "longest_stall_ms": max(gaps), "median_stall_ms": statistics.median(gaps),
+            "p99_stall_ms": percentile(gaps, 0.99)}
+
+
+def run(quick: bool, method: str | None, nfe: int, n: int) -> dict:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    import studio  # noqa: F401  (selects the Qt binding)
+    from engine.priors.catalog import learned_models
+    from studio.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    window = MainWindow(settings=None)
+    window.resize(1440, 920)
+    window.method_panel.live.setChecked(False)
+    window.load_engine()
+    window.show()
+    with tempfile.TemporaryDirectory() as folder:
+        window.choose_method("tikhonov", None, {})
+        if not window.open_path(str(_rgb_image_file(Path(folder)))):
+            raise RuntimeError("cannot open the benchmark image")
+        app.processEvents()
+        assert tuple(window.working.shape) == (3, 256, 256)
+        report = {"preview": bench_preview(window, app, repeats=2 if quick else 10)}
+    method = method or ("ddim@vp" if "vp" in learned_models() else "ddim@empirical-vp")
+    report["stall"] = bench_stall(window, app, method, 50 if quick else nfe, n)
+    window.controller.shutdown()
+    window.close()
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = ["slider → degraded preview, 256×256 RGB (target ≤ 16 ms):"]
+    lines += [f"  {name:<11} median {r['median_ms']:6.2f} ms, p95 {r['p95_ms']:6.2f} ms "
+              f"({r['samples']} moves)" for name, r in report["preview"].items()]
+    s = report["stall"]
+    lines.append(f"event-loop stall during {s['method']} at {s['nfe']} NFE × {s['n']} samples "
+                 f"({s['job_seconds']:.1f} s, {s['frames_drawn']} frames drawn): longest "
+                 f"{s['longest_stall_ms']:.1f} ms, p99 {s['p99_stall_ms']:.1f} ms, "
+                 f"median {s['median_stall_ms']:.2f} ms")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m studio.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--json", help="write the report here")
+    p.add_argument("--quick", action="store_true", help="few repeats and a 50-NFE job")
+    p.add_argument("--method", help="METHOD@MODEL for the stall job (default ddim@vp)")
+    p.add_argument("--nfe", type=int, default=1000)
+    p.add_argument("--n", type=int, default=4, help="samples in the stall job")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    report = run(args.quick, args.method, args.nfe, args.n)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
