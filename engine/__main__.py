@@ -8,7 +8,7 @@ The contract later issues and the GUI rely on (extend, don't break):
   [--trajectory GIF|MP4]``: JSON is a flat object with psnr, ssim, nfe, seconds (per
   image) and diversity when K > 1.
 * ``sample --model NAME --method NAME [--nfe N] [--n K] [--seed S] --out PNG [--json PATH]``.
-* ``train``, ``schedule``, ``eval``, ``claims`` and ``bench`` are forwarded to the
+* ``train``, ``schedule``, ``eval``, ``claims``, ``bench`` and ``card`` are forwarded to the
   ``main(argv)`` of their modules (see `FORWARDED`).
 
 Progress goes to stderr with an ETA once a run takes longer than a second. Bad input
@@ -170,7 +170,8 @@ def _forward(module: str) -> Callable[[list[str]], int]:
 
 
 FORWARDED = {"train": "engine.train", "schedule": "engine.wasserstein",
-             "eval": "engine.evaluate", "claims": "engine.claims", "bench": "engine.bench"}
+             "eval": "engine.evaluate", "claims": "engine.claims", "bench": "engine.bench",
+             "card": "engine.card"}
 
 
 def build_parser() -> argparse.ArgumentParser:

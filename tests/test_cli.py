@@ -72,3 +72,10 @@ def test_unreadable_image_is_a_clear_error(tmp_path, capsys):
     assert main(["restore", "--image", str(bad), "--degrade", "noise=0.1", "--method", "pinv",
                  "--out", str(tmp_path / "o.png")]) == 2
     assert "broken.png" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,reason", [(["card", "no-such-model"], "no-such-model"),
+                                         (["card", "features"], "not a diffusion model")])
+def test_card_refuses_what_is_not_a_shipped_diffusion_model(argv, reason, capsys):
+    assert main(argv) == 2
+    assert reason in capsys.readouterr().out
