@@ -1,0 +1,33 @@
+"""README figures: curves are gathered per method across eval reports and drawn."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from studio.figures import curves, main
+
+
+def report(nfe, rows):
+    return {"task": "generate", "results": {m: {"fd": fd, "nfe": nfe} for m, fd in rows.items()}}
+
+
+def test_curves_group_points_by_method_and_skip_failures():
+    reports = [report(50, {"a": 3.0, "b": 5.0}), report(10, {"a": 9.0}),
+               {"results": {"b": {"error": "diverged"}}}]
+    assert curves(reports, "fd") == {"a": [(10, 9.0), (50, 3.0)], "b": [(50, 5.0)]}
+
+
+def test_plot_is_written_with_a_curve_per_method(tmp_path, qapp):
+    paths = []
+    for nfe, rows in ((10, {"a": 9.0, "b": 7.0}), (50, {"a": 3.0, "b": 5.0})):
+        paths.append(tmp_path / f"r{nfe}.json")
+        paths[-1].write_text(json.dumps(report(nfe, rows)))
+    out = tmp_path / "plot.png"
+    assert main([str(out), *map(str, paths)]) == 0
+    pixels = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert pixels.shape[1] == 900
+    blue = (abs(pixels - [0x4E, 0x79, 0xA7]).sum(-1) < 30).sum()
+    orange = (abs(pixels - [0xF2, 0x8E, 0x2B]).sum(-1) < 30).sum()
+    assert blue > 100 and orange > 100  # both curves drawn
+    assert main([str(out), str(tmp_path / "missing.json")]) == 2
