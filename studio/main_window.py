@@ -316,8 +316,10 @@ class MainWindow(FileMenuMixin, QMainWindow):
         back = y if y.shape == x.shape else op.pinv(y)
         canvas.set_badge(f"A⁺y: PSNR {float(psnr(back.clamp(0, 1), x)):.1f} dB")
         _, c, h, w = y.shape
+        applied = op.describe()
+        model = "y = x + σ_y ε" if applied == "noise" else f"y = A x + σ_y ε, A = {applied}"
         self.degradation_panel.set_description(
-            f"y = {op.describe()} x + σ_y ε · y is {w}×{h}×{c} · spec <tt>{degradation.spec()}</tt>")
+            f"{model} · y is {w}×{h}×{c} · spec <tt>{degradation.spec()}</tt>")
 
     # -- running ------------------------------------------------------------------------
     def run_job(self) -> None:

@@ -37,7 +37,7 @@ class MethodPanel(QGroupBox):
         self.model = combo()
         self.summary = QLabel()
         self.summary.setWordWrap(True)
-        self.summary.setStyleSheet("color: palette(mid);")
+        self.summary.setStyleSheet("font-style: italic;")
         self.form = ParamForm()
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
