@@ -38,5 +38,10 @@ def test_claims_are_pending_until_their_methods_exist(monkeypatch):
 
 
 def test_every_claim_names_its_paper_figure():
-    assert len(claims.CLAIMS) == 5
+    assert len(claims.CLAIMS) == 6
     assert all(c.paper and c.name for c in claims.CLAIMS)
+
+
+def test_exact_prior_claim_separates_momentum_from_naive():
+    outcome = claims.momentum_beats_naive_exact(quick=True)
+    assert outcome.holds and "exact prior" in outcome.ours

@@ -9,8 +9,8 @@ import torch
 
 from engine.operators import Blur, Compose, Mask
 from engine.priors.catalog import EXACT_PRIORS, load_prior
-from engine.priors.exact import (EmpiricalPrior, GaussianMixturePrior, GaussianPrior,
-                                 dense_matrix)
+from engine.priors.exact import (EmpiricalPrior, GaussianMixturePrior, GaussianPrior, dense_matrix,
+                                 smooth_field_covariance)
 from engine.rng import SampleRNG
 from engine.schedules import SoftBlurSchedule, SoftMaskSchedule, VPSchedule
 from engine.step import BadInputError
@@ -41,20 +41,14 @@ CORRUPTIONS = {
 }
 
 
-def smooth_covariance(scale=0.3, length=1.5, nugget=0.05) -> torch.Tensor:
-    ij = torch.cartesian_prod(torch.arange(4.0), torch.arange(4.0)).to(F64)
-    dist2 = torch.cdist(ij, ij) ** 2
-    return scale * torch.exp(-dist2 / (2 * length**2)) + nugget * torch.eye(D, dtype=F64)
-
-
 def make_prior(kind: str, schedule):
     g = torch.Generator().manual_seed(7)
     if kind == "gaussian":
-        return GaussianPrior(0.3 * torch.randn(D, generator=g, dtype=F64), smooth_covariance(),
+        return GaussianPrior(0.3 * torch.randn(D, generator=g, dtype=F64), smooth_field_covariance(),
                              schedule, SHAPE)
     if kind == "gmm":
         means = torch.randn(3, D, generator=g, dtype=F64)
-        covs = torch.stack([smooth_covariance(s) for s in (0.1, 0.2, 0.4)])
+        covs = torch.stack([smooth_field_covariance(scale=s) for s in (0.1, 0.2, 0.4)])
         return GaussianMixturePrior([0.2, 0.5, 0.3], means, covs, schedule, SHAPE)
     images = torch.rand(6, *SHAPE, generator=g, dtype=F64) * 2 - 1
     return EmpiricalPrior(images, schedule)

@@ -11,7 +11,7 @@ from scipy.stats import chisquare
 from engine import registry
 from engine.operators import Blur, Downsample, Identity, Mask, Scale
 from engine.priors.catalog import load_prior
-from engine.priors.exact import EmpiricalPrior, GaussianPrior
+from engine.priors.exact import EmpiricalPrior, GaussianPrior, smooth_gaussian_4px
 from engine.registry import Measurement
 from engine.rng import SampleRNG
 from engine.samplers.common import Move, sample_p1, start, start_level
@@ -19,7 +19,6 @@ from engine.samplers.soft_diffusion import ddim_update
 from engine.samplers.vp import ddpm_update
 from engine.schedules import SoftBlurSchedule, SoftMaskSchedule, VESchedule, VPSchedule
 from engine.step import BadInputError, UnsupportedOperatorError
-from test_priors_exact import smooth_covariance  # a smooth 4×4 random field + white noise
 
 F64 = torch.float64
 SAMPLERS = ("naive", "momentum", "pf-momentum", "ddim", "pc", "ddpm")
@@ -44,8 +43,7 @@ class BatchRNG(SampleRNG):
 
 
 def gaussian_4px(schedule=SOFT_4PX) -> GaussianPrior:
-    mean = 0.2 * torch.linspace(-1, 1, 16, dtype=F64)
-    return GaussianPrior(mean, smooth_covariance(), schedule, (1, 4, 4))
+    return smooth_gaussian_4px(schedule)
 
 
 def gaussian_2d_vp() -> GaussianPrior:

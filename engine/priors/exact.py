@@ -234,6 +234,20 @@ def gaussian2d() -> GaussianPrior:
                          (2, 1, 1), TOY_RANGE, name="gaussian2d")
 
 
+def smooth_field_covariance(side: int = 4, scale: float = 0.3, length: float = 1.5,
+                            nugget: float = 0.05) -> torch.Tensor:
+    """Squared-exponential covariance of a side×side field plus white noise (float64)."""
+    ij = torch.cartesian_prod(torch.arange(float(side)), torch.arange(float(side))).to(F64)
+    return scale * torch.exp(-torch.cdist(ij, ij) ** 2 / (2 * length**2)) + \
+        nugget * torch.eye(side * side, dtype=F64)
+
+
+def smooth_gaussian_4px(schedule: Schedule) -> GaussianPrior:
+    """A 4×4 Gaussian image prior with a smooth covariance: the spec's sampler test bed."""
+    mean = 0.2 * torch.linspace(-1, 1, 16, dtype=F64)
+    return GaussianPrior(mean, smooth_field_covariance(), schedule, (1, 4, 4), name="gaussian-4px")
+
+
 def demo_empirical(schedule: Schedule, name: str) -> EmpiricalPrior:
     from engine.data import demo_images, to_model_range
 
