@@ -103,7 +103,7 @@ def restore_all(spec: str, images: torch.Tensor, degradation: Degradation, sampl
                           params=_method_params(spec, nfe), seed=seed + samples * i,
                           n=samples, measurement_seed=i, source=f"test:{i}"))
         result = job.run()
-        row = {k: result.metrics[k] for k in ("psnr", "ssim", "nfe", "seconds")}
+        row = {k: result.metrics[k] for k in ("psnr", "ssim", "nfe", "seconds") if k in result.metrics}
         row["perceptual"] = float(perceptual(result.samples, image).mean())
         if samples > 1:
             row["diversity"] = result.metrics["diversity"]

@@ -50,9 +50,18 @@ def _gaussian_window(channels: int) -> torch.Tensor:
     return (g[:, None] * g[None, :]).expand(channels, 1, -1, -1).contiguous()
 
 
+def ssim_defined(shape: tuple[int, ...]) -> bool:
+    """SSIM needs an image at least as large as its 11×11 window (skimage refuses too)."""
+    side = _gaussian_window(1).shape[-1]
+    return shape[-1] >= side and shape[-2] >= side
+
+
 def ssim(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Structural similarity per image (mean over the valid region and channels)."""
     x, ref = _batched(x, ref)
+    if not ssim_defined(tuple(x.shape)):
+        raise ValueError(f"SSIM needs images of at least {_gaussian_window(1).shape[-1]} "
+                         f"pixels a side, got {tuple(x.shape[-2:])}")
     c = x.shape[1]
     window = _gaussian_window(c)
     blur = lambda v: F.conv2d(v, window, groups=c)  # valid region only, as skimage crops
@@ -88,14 +97,18 @@ def pixel_std(samples: torch.Tensor) -> torch.Tensor:
 
 
 def sample_metrics(samples: torch.Tensor, clean: torch.Tensor | None) -> dict:
-    """The metrics a job reports for the samples of one input (plain floats/lists)."""
+    """The metrics a job reports for the samples of one input (plain floats/lists).
+
+    SSIM is left out for images smaller than its window (not faked)."""
     out: dict = {}
     if clean is not None:
-        p, s = psnr(samples, clean), ssim(samples, clean)
-        mean = samples.mean(0, keepdim=True)
-        out.update(psnr=float(p.mean()), ssim=float(s.mean()),
-                   psnr_per_sample=p.tolist(), ssim_per_sample=s.tolist(),
-                   psnr_mean=float(psnr(mean, clean)[0]), ssim_mean=float(ssim(mean, clean)[0]))
+        p, mean = psnr(samples, clean), samples.mean(0, keepdim=True)
+        out.update(psnr=float(p.mean()), psnr_per_sample=p.tolist(),
+                   psnr_mean=float(psnr(mean, clean)[0]))
+        if ssim_defined(tuple(samples.shape)):
+            s = ssim(samples, clean)
+            out.update(ssim=float(s.mean()), ssim_per_sample=s.tolist(),
+                       ssim_mean=float(ssim(mean, clean)[0]))
     if samples.shape[0] > 1:
         out.update(diversity=diversity(samples), std=float(pixel_std(samples).mean()))
     return out

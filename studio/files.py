@@ -122,7 +122,9 @@ class FileMenuMixin:
             row = {"sample": k, "seed": recipe["seed"] + k, "method": recipe["method"],
                    "model": recipe["model"] or "", "degradation": recipe["degradation"]}
             if o.sample_psnr:
-                row.update(psnr=o.sample_psnr[k], ssim=o.sample_ssim[k])
+                row.update(psnr=o.sample_psnr[k])
+            if o.sample_ssim:  # SSIM is undefined below its 11-pixel window
+                row.update(ssim=o.sample_ssim[k])
             rows.append({**row, **{f"run_{k2}": v for k2, v in summary.items()}})
         return rows
 

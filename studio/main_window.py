@@ -411,7 +411,8 @@ class MainWindow(FileMenuMixin, QMainWindow):
                                       "(click a tile in the Diversity tab to show another)")
         canvas.set_image(sample)
         psnrs, ssims = self.outcome.sample_psnr, self.outcome.sample_ssim
-        canvas.set_badge(format_metrics(psnrs[self.selected], ssims[self.selected]) if psnrs else "")
+        canvas.set_badge(format_metrics(psnrs[self.selected], ssims[self.selected] if ssims else None)
+                         if psnrs else "")
         clean = self.outcome.result.clean
         comparable = clean is not None and clean.shape == sample.shape
         canvas.set_split(clean if comparable and self.split.isChecked() else None)

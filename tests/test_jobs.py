@@ -96,3 +96,23 @@ def test_slerp_keeps_the_norm_of_orthogonal_latents():
     a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
     mid = slerp(a, b, 0.5)
     torch.testing.assert_close(mid, torch.tensor([[0.5**0.5, 0.5**0.5]]))
+
+
+@pytest.mark.parametrize("spec,smoothness", [("downsample=4,noise=0.01", 0.0),
+                                             ("downsample=2,noise=0.01", 0.1),
+                                             ("blur=1.5,noise=0.05", 0.1)])
+def test_tikhonov_solves_its_normal_equations_with_weights_relative_to_the_operator(spec, smoothness):
+    """(AᵀA + αL I + βL ∇ᵀ∇) x = Aᵀy + αL m with L = ‖AᵀA‖, against a dense solve."""
+    from engine.priors.exact import dense_matrix
+    from engine.solvers.baselines import gradient_gram
+
+    image = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    result = run_job(Request(method="tikhonov", image=image, degradation=Degradation.parse(spec),
+                             params={"alpha": 0.05, "smoothness": smoothness, "iterations": 200}))
+    A = dense_matrix(Degradation.parse(spec).operator(1), (1, 8, 8))
+    L = float(torch.linalg.eigvalsh(A.T @ A).max())
+    G = dense_matrix(type("Grad", (), {"forward": staticmethod(gradient_gram)})(), (1, 8, 8))
+    y = result.measurement.reshape(-1).double()
+    x = torch.linalg.solve(A.T @ A + 0.05 * L * torch.eye(64, dtype=torch.float64) + smoothness * L * G,
+                           A.T @ y + 0.05 * L * 0.5)
+    torch.testing.assert_close(result.samples[0].reshape(-1).double(), x, atol=2e-4, rtol=0)

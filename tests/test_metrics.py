@@ -73,3 +73,15 @@ def test_perceptual_distance_is_zero_for_equal_and_grows_with_noise():
     d = metrics.perceptual_distance(torch.stack([clean, noisy, worse]), clean, extractor)
     assert d[0].item() == pytest.approx(0.0, abs=1e-6)
     assert 0 < d[1].item() < d[2].item()
+
+
+def test_ssim_is_left_out_for_images_smaller_than_its_window():
+    from engine.metrics import sample_metrics, ssim
+
+    g = torch.Generator().manual_seed(0)
+    clean, samples = torch.rand(1, 8, 8, generator=g), torch.rand(3, 1, 8, 8, generator=g)
+    m = sample_metrics(samples, clean)
+    assert "psnr" in m and not any(k.startswith("ssim") for k in m)
+    with pytest.raises(ValueError, match="11 pixels"):
+        ssim(samples, clean)
+    assert "ssim" in sample_metrics(torch.rand(2, 1, 11, 11, generator=g), torch.rand(1, 11, 11, generator=g))

@@ -29,7 +29,7 @@ def format_psnr(psnr: float) -> str:
 def format_metrics(psnr: float | None, ssim: float | None) -> str:
     if psnr is None:
         return ""
-    return f"PSNR {format_psnr(psnr)} · SSIM {ssim:.3f}"
+    return f"PSNR {format_psnr(psnr)}" + ("" if ssim is None else f" · SSIM {ssim:.3f}")
 
 
 class DiversityView(QWidget):
@@ -81,7 +81,8 @@ class DiversityView(QWidget):
         for k, sample in enumerate(result.samples):
             psnr = outcome.sample_psnr[k] if outcome.sample_psnr else None
             ssim = outcome.sample_ssim[k] if outcome.sample_ssim else None
-            text = f"#{k}" + (f"\n{format_psnr(psnr)} · {ssim:.3f}" if psnr is not None else "")
+            text = f"#{k}" + ("" if psnr is None else f"\n{format_psnr(psnr)}") + \
+                ("" if ssim is None else f" · {ssim:.3f}")
             item = QListWidgetItem(QIcon(pixmap(sample, TILE)), text)
             item.setToolTip(f"sample {k} (seed {result.recipe['seed'] + k})\n"
                             + format_metrics(psnr, ssim))
