@@ -42,6 +42,7 @@ from studio.worker import EngineController
 
 CANVASES = [["clean", "degraded", "result"], ["live x_t", "live x̂0", "|result − clean|"]]
 LIVE_DELAY_MS = 250
+BADGE_DELAY_MS = 120
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
 
 
@@ -82,6 +83,13 @@ class MainWindow(FileMenuMixin, QMainWindow):
         self.live_debouncer = QSignalDebouncer(self)
         self.live_debouncer.setTimeout(LIVE_DELAY_MS)
         self.live_debouncer.triggered.connect(self.run_job)
+        # The preview image follows every slider move; its PSNR badge (of y, or of A⁺y
+        # when y is smaller) waits until the slider rests for BADGE_DELAY_MS.
+        self.badge_debouncer = QSignalDebouncer(self)
+        self.badge_debouncer.setTimeout(BADGE_DELAY_MS)
+        self.badge_debouncer.triggered.connect(self._update_preview_badge)
+        self._preview = None  # (operator, y, x) of the last preview, for the badge
+        self._noise_cache = (None, None)  # ((seed, shape), ε): ε is redrawn only when they change
         self._connect()
         self.setAcceptDrops(True)
         self.resize(1440, 920)
@@ -296,8 +304,6 @@ class MainWindow(FileMenuMixin, QMainWindow):
 
     def update_preview(self) -> None:
         """The measurement y of the current settings, exactly as the job will draw it."""
-        from engine.metrics import psnr
-        from engine.rng import SampleRNG
         from engine.step import BadInputError
 
         x = self.working[None]
@@ -306,20 +312,39 @@ class MainWindow(FileMenuMixin, QMainWindow):
             degradation = self.state.degradation.degradation()
             op = degradation.operator(x.shape[1])
             op.check_input(tuple(x.shape))
-            eps = SampleRNG(self.state.degradation.measurement_seed, 1).randn(*op.out_shape(tuple(x.shape))[1:])
-            y = degradation.measure(x, eps)
+            y = degradation.measure(x, self._measurement_noise(op.out_shape(tuple(x.shape))))
         except BadInputError as err:
             self.degradation_panel.set_description(f"<span style='color:#e06c6c'>{err}</span>")
             canvas.set_badge("invalid")
+            self._preview = None
             return
         canvas.set_image(y[0])
-        back = y if y.shape == x.shape else op.pinv(y)
-        canvas.set_badge(f"A⁺y: PSNR {float(psnr(back.clamp(0, 1), x)):.1f} dB")
+        self._preview = (op, y, x)
+        canvas.set_badge("PSNR …")  # never a stale figure while the slider moves
+        self.badge_debouncer.throttle()
         _, c, h, w = y.shape
         applied = op.describe()
         model = "y = x + σ_y ε" if applied == "noise" else f"y = A x + σ_y ε, A = {applied}"
         self.degradation_panel.set_description(
             f"{model} · y is {w}×{h}×{c} · spec <tt>{degradation.spec()}</tt>")
+
+    def _measurement_noise(self, shape: tuple[int, ...]):
+        from engine.rng import SampleRNG
+
+        key = (self.state.degradation.measurement_seed, shape)
+        if self._noise_cache[0] != key:
+            self._noise_cache = (key, SampleRNG(key[0], 1).randn(*shape[1:]))
+        return self._noise_cache[1]
+
+    def _update_preview_badge(self) -> None:
+        from engine.metrics import psnr
+
+        if self._preview is None:
+            return
+        op, y, x = self._preview
+        same = y.shape == x.shape  # else y is smaller: compare its pseudo-inverse A⁺y
+        shown, label = (y, "y") if same else (op.pinv(y), "A⁺y")
+        self.canvases["degraded"].set_badge(f"{label}: PSNR {float(psnr(shown.clamp(0, 1), x)):.1f} dB")
 
     # -- running ------------------------------------------------------------------------
     def run_job(self) -> None:

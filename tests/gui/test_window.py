@@ -18,7 +18,7 @@ def expected_measurement(image, spec, seed):
     return degradation.measure(x, SampleRNG(seed, 1).randn(*shape[1:]))[0]
 
 
-def test_moving_a_slider_updates_the_degraded_canvas(window):
+def test_moving_a_slider_updates_the_degraded_canvas(window, qtbot):
     panel, canvas = window.degradation_panel, window.canvases["degraded"]
     window.state.degradation.set_spec("noise=0.05")
     before = canvas.array.copy()
@@ -27,8 +27,15 @@ def test_moving_a_slider_updates_the_degraded_canvas(window):
     expected = display_array(expected_measurement(window.working, "blur=2,noise=0.05", 0))
     np.testing.assert_array_equal(canvas.array, expected)
     assert not np.array_equal(canvas.array, before)
+    from engine.metrics import psnr
+
+    assert canvas.badge.text() == "PSNR …"  # computed once the slider rests
+    qtbot.waitUntil(lambda: "dB" in canvas.badge.text(), timeout=2000)
+    y = expected_measurement(window.working, "blur=2,noise=0.05", 0).clamp(0, 1)
+    assert canvas.badge.text() == f"y: PSNR {float(psnr(y, window.working)):.1f} dB"
     panel.downsample.setCurrentIndex(panel.downsample.findData(2))
     assert canvas.array.shape == (14, 14)  # shown at its own resolution on the same square
+    qtbot.waitUntil(lambda: canvas.badge.text().startswith("A⁺y: PSNR"), timeout=2000)
     assert canvas.pixel_at(27.5, 27.5) == (13, 13)
 
 
