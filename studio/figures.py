@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections import defaultdict
@@ -36,14 +37,15 @@ def draw(points: dict[str, list[tuple[int, float]]], metric: str, title: str, ou
     import pyqtgraph.exporters
     from PySide6.QtWidgets import QApplication
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])  # noqa: F841
+    app = QApplication.instance() or QApplication(sys.argv[:1])
     widget = pg.PlotWidget(background="w")  # per widget: the global config is the app's
     widget.setTitle(title, color="k")
     for side in ("bottom", "left"):
         widget.getAxis(side).setPen("k")
         widget.getAxis(side).setTextPen("k")
     widget.resize(*size)
-    widget.addLegend(offset=(-10, 10))
+    legend = widget.addLegend(offset=(-10, 10))
+    legend.setLabelTextColor("k")
     widget.setLogMode(x=True, y=False)
     widget.setLabel("bottom", "network evaluations per sample (NFE)")
     widget.setLabel("left", metric)
@@ -52,9 +54,12 @@ def draw(points: dict[str, list[tuple[int, float]]], metric: str, title: str, ou
         xs, ys = zip(*pts)
         pen = pg.mkPen(colour, width=2)
         widget.plot(list(xs), list(ys), pen=pen, symbol="o", symbolBrush=colour, name=method)
-    exporter = pyqtgraph.exporters.ImageExporter(widget.plotItem)
-    exporter.parameters()["width"] = size[0]
-    exporter.export(str(out))
+    nfes = sorted({x for pts in points.values() for x, _ in pts})
+    widget.getAxis("bottom").setTicks([[(math.log10(x), str(x)) for x in nfes]])  # log axis
+    widget.show()  # lay out and auto-range before exporting, else the axes lag the data
+    app.processEvents()
+    pyqtgraph.exporters.ImageExporter(widget.plotItem).export(str(out))
+    widget.close()
 
 
 def main(argv: list[str] | None = None) -> int:
