@@ -94,7 +94,7 @@ def _request_params(args) -> dict:
 def _write_outputs(args, result, extra: dict) -> None:
     from engine import export
 
-    export.save_grid(args.out, result.samples, result.recipe)
+    export.save_grid(args.out, result.samples, result.recipe, scale=args.scale)
     if getattr(args, "trajectory", None):
         export.save_trajectory(args.trajectory, [frame for _, frame, _ in result.trajectory])
     if args.json:
@@ -191,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="sample k uses seed + k")
         p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
         p.add_argument("--out", required=True, help="PNG grid (recipe embedded)")
+        p.add_argument("--scale", type=int, default=1, choices=range(1, 9), metavar="1..8",
+                       help="nearest-neighbour magnification of the grid")
         p.add_argument("--json", help="metrics as a flat JSON object")
         p.add_argument("--device", default="cpu", help="cpu or cuda")
 

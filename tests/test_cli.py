@@ -37,6 +37,11 @@ def test_restore_writes_png_with_recipe_and_flat_json(tmp_path):
     recipe = read_recipe(out)
     assert recipe["method"] == "pinv" and recipe["degradation"] == "downsample=2,noise=0.02"
     assert recipe["source"] == "demo:0" and recipe["seed"] == 0
+    from PIL import Image
+    assert Image.open(out).size == (28 + 4, 28 + 4)  # one tile, 2-pixel gutters
+    assert main(["restore", "--sample", "0", "--degrade", "noise=0.1", "--method", "pinv",
+                 "--scale", "3", "--out", str(out)]) == 0
+    assert Image.open(out).size == (3 * 28 + 4, 3 * 28 + 4)
 
 
 def test_restore_reports_diversity_for_several_samples(tmp_path):
