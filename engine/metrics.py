@@ -24,7 +24,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
 
 SSIM_SIGMA, SSIM_K1, SSIM_K2 = 1.5, 0.01, 0.03
 
@@ -119,9 +118,17 @@ def frechet_distance(feats_a, feats_b) -> float:
     a, b = (np.asarray(f, dtype=np.float64) for f in (feats_a, feats_b))
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b)
-    root = root.real if np.iscomplexobj(root) else root
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b) - 2 * trace_sqrt_product(cov_a, cov_b))
+
+
+def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
+    """Tr (Σa Σb)^½ = Σ √λ of the PSD matrix Σa^½ Σb Σa^½ (same spectrum as Σa Σb).
+
+    Symmetric eigendecompositions only, so a rank-deficient covariance (fewer samples
+    than feature dimensions) is exact instead of a warning from a general sqrtm."""
+    w, v = np.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum())
 
 
 def _layer_distance(fx: torch.Tensor, fr: torch.Tensor) -> torch.Tensor:

@@ -85,3 +85,19 @@ def test_ssim_is_left_out_for_images_smaller_than_its_window():
     with pytest.raises(ValueError, match="11 pixels"):
         ssim(samples, clean)
     assert "ssim" in sample_metrics(torch.rand(2, 1, 11, 11, generator=g), torch.rand(1, 11, 11, generator=g))
+
+
+def test_frechet_distance_is_exact_and_silent_for_rank_deficient_covariances():
+    import warnings
+
+    from scipy import linalg
+
+    g = np.random.default_rng(0)
+    a, b = g.normal(size=(40, 64)), g.normal(0.3, 1.5, size=(50, 64))  # fewer samples than dims
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    reference = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(cov_a + cov_b) \
+        - 2 * np.trace(linalg.sqrtm(cov_a @ cov_b).real)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = metrics.frechet_distance(a, b)
+    assert value == pytest.approx(reference, rel=1e-3)
