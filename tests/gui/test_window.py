@@ -18,6 +18,17 @@ def expected_measurement(image, spec, seed):
     return degradation.measure(x, SampleRNG(seed, 1).randn(*shape[1:]))[0]
 
 
+def start_long_job(window, qtbot, nfe: int, n: int, steps: int):
+    """Start ancestral DDPM on the exact prior and return its ticket once it ran ``steps``."""
+    window.choose_method("ddpm", "empirical-vp", {"nfe": nfe})
+    window.state.degradation.set_spec("noise=1")
+    window.state.method.n = n
+    window.run_job()
+    ticket = window.controller.current
+    qtbot.waitUntil(lambda: ticket.steps >= steps, timeout=30_000)
+    return ticket
+
+
 def test_moving_a_slider_updates_the_degraded_canvas(window, qtbot):
     panel, canvas = window.degradation_panel, window.canvases["degraded"]
     window.state.degradation.set_spec("noise=0.05")
@@ -85,12 +96,7 @@ def test_latent_slider_moves_each_sample_to_the_z_of_another_seed(window, run_to
 
 
 def test_stop_cancels_a_long_job_within_one_step(window, qtbot):
-    window.choose_method("ddpm", "empirical-vp", {"nfe": 1000})
-    window.state.degradation.set_spec("noise=1")
-    window.state.method.n = 16
-    window.run_job()
-    ticket = window.controller.current
-    qtbot.waitUntil(lambda: ticket.steps >= 3, timeout=30_000)
+    ticket = start_long_job(window, qtbot, nfe=1000, n=16, steps=3)
     with qtbot.waitSignal(window.controller.cancelled, timeout=10_000):
         window.controller.stop()
         at_stop = ticket.steps
@@ -101,12 +107,7 @@ def test_stop_cancels_a_long_job_within_one_step(window, qtbot):
 
 
 def test_stop_and_keep_returns_the_current_estimate(window, qtbot):
-    window.choose_method("ddpm", "empirical-vp", {"nfe": 1000})
-    window.state.degradation.set_spec("noise=1")
-    window.state.method.n = 4
-    window.run_job()
-    ticket = window.controller.current
-    qtbot.waitUntil(lambda: ticket.steps >= 3, timeout=30_000)
+    ticket = start_long_job(window, qtbot, nfe=1000, n=4, steps=3)
     with qtbot.waitSignal(window.controller.finished, timeout=10_000) as blocker:
         window.controller.stop(keep=True)
     outcome = blocker.args[1]
@@ -313,12 +314,7 @@ def test_trajectory_and_metrics_exports(window, qtbot, tmp_path, run_to_end):
 
 
 def test_pause_holds_the_job_between_steps_and_resume_finishes_it(window, qtbot):
-    window.choose_method("ddpm", "empirical-vp", {"nfe": 200})
-    window.state.degradation.set_spec("noise=1")
-    window.state.method.n = 2
-    window.run_job()
-    ticket = window.controller.current
-    qtbot.waitUntil(lambda: ticket.steps >= 2, timeout=30_000)
+    ticket = start_long_job(window, qtbot, nfe=200, n=2, steps=2)
     with qtbot.waitSignal(window.controller.paused_changed, timeout=10_000) as paused:
         window.method_panel.pause_button.click()
     assert paused.args == [True] and window.method_panel.pause_button.text() == "Resume"
