@@ -3,9 +3,10 @@
 Measures a shipped diffusion model's quality for its model card: test-set denoising
 PSNR (`engine.train.diffusion.measure`: one network evaluation at the matching noise
 level, σ = 0.05 and 0.1 for VP, 0.05 for the Soft Diffusion noise stage) and FD-FMNIST
-of ``--samples`` unconditional samples at ``--nfe`` with the family's sampler (through
-`engine.evaluate`, so the figure is the eval suite's). ``--write`` stores the numbers,
-with the command and its wall time, under ``"quality"`` in the model's config.json.
+of ``--samples`` unconditional samples at ``--nfe`` with the sampler that drew its
+training grids (through `engine.evaluate`, so the figure is the eval suite's).
+``--write`` stores the numbers, with the command and its wall time, under
+``"quality"`` in the model's config.json.
 """
 
 from __future__ import annotations
@@ -17,19 +18,16 @@ import time
 
 from engine.step import EngineError
 
-FAMILY_SAMPLER = {"vp": "ddim", "soft-blur": "momentum", "soft-mask": "momentum"}
-
-
 def measure_card(model: str, samples: int, nfe: int, method: str | None) -> dict:
     from engine.evaluate import evaluate
     from engine.priors.catalog import MODELS_DIR
-    from engine.train.diffusion import measure
+    from engine.train.diffusion import FAMILIES, measure
 
     model_dir = MODELS_DIR / model
     config = json.loads((model_dir / "config.json").read_text())
     if config.get("kind") != "diffusion":
         raise EngineError(f"{model} is not a diffusion model (kind {config.get('kind')!r})")
-    method = method or FAMILY_SAMPLER[config["family"]]
+    method = method or FAMILIES[config["family"]][2]  # the sampler of its training grids
     quality = measure(model_dir)
     report, _ = evaluate("generate", [f"{method}@{model}"], n_images=samples, nfe=nfe)
     row = report["results"][f"{method}@{model}"]
