@@ -5,11 +5,16 @@ drawn per sample on the CPU and moved to the working device, so sample k of a ba
 equals a single run with seed ``seed + k`` at any batch size and on any device.
 Seed 0 is a seed like any other. Library code never touches the global RNG.
 
-The *latent* of a method (the initial noise of a diffusion sampler, the z of a GAN or
-flow) is drawn with `SampleRNG.latent`. With ``latent_seed`` set, that draw is moved
-along the great circle from sample k's own latent (``latent_mix = 0``) to the latent of
-seed ``latent_seed + k`` (``latent_mix = 1``): spherical interpolation, so the GUI's
-latent slider explores between two latents while keeping their typical norm.
+The *latent* of a method (all the noise a diffusion sampler draws — its start and the
+fresh noise of its steps — or the z of a GAN or flow) is drawn with `SampleRNG.latent`.
+With ``latent_seed`` set, every such draw is moved along the great circle from sample
+k's own draw (``latent_mix = 0``) to the matching draw of seed ``latent_seed + k``
+(``latent_mix = 1``), taken from a second set of generators that advances in step:
+spherical interpolation, so the GUI's latent slider explores between two runs while
+keeping the noise's typical norm. A method whose draws all go through `latent` gives,
+at mix 1, exactly the run of seed ``latent_seed``. (Restoring from a measurement's own
+noise level, a sampler's start holds no fresh noise, so the slider acts through the
+steps' noise: a deterministic sampler there has no latent to move.)
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class SampleRNG:
         self.device = torch.device(device)
         self.dtype = dtype
         self.generators = [torch.Generator("cpu").manual_seed(self.seed + k) for k in range(n)]
+        self._other = None  # the generators of latent_seed, created on the first latent draw
 
     def __len__(self) -> int:
         return len(self.generators)
@@ -48,12 +54,17 @@ class SampleRNG:
         return self.randn(*x.shape[1:]).to(dtype=x.dtype)
 
     def latent(self, *shape: int) -> torch.Tensor:
-        """Like `randn`, but moved towards seed ``latent_seed + k``'s latent (module doc)."""
+        """Like `randn`, but moved towards seed ``latent_seed + k``'s draw (module doc)."""
         z = self.randn(*shape)
         if self.latent_seed is None or self.latent_mix == 0.0:
             return z
-        other = SampleRNG(self.latent_seed, len(self), self.device, self.dtype).randn(*shape)
-        return slerp(z, other, self.latent_mix)
+        if self._other is None:
+            self._other = SampleRNG(self.latent_seed, len(self), self.device, self.dtype)
+        return slerp(z, self._other.randn(*shape), self.latent_mix)
+
+    def latent_like(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[0] == len(self), "batch size must equal the number of generators"
+        return self.latent(*x.shape[1:]).to(dtype=x.dtype)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:

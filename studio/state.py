@@ -23,8 +23,7 @@ Decisions:
   note saying what was converted is computed in one place.
 * Recipes: `to_recipe` writes the keys `Job.recipe` writes (method, model, params,
   seed, n, measurement_seed, degradation spec, source, device, latent seed and mix);
-  `apply_recipe` reads
-  them back. Keys it does not know (versions, rng_device, dtype) are ignored. The
+  `apply_recipe` reads them back. Keys it does not know (versions, rng_device, dtype) are ignored. The
   source is restored by `load_source` when it names a demo image or a file that
   exists; otherwise the current image stays and the caller is told.
 * Engine imports are local to functions: importing this module must not import torch

@@ -5,6 +5,7 @@ import time
 import pytest
 import torch
 
+from engine.data import demo_images
 from engine.jobs import TRAJECTORY_FRAMES, Job, Request, run_job
 from engine.operators import Degradation
 from engine.rng import SampleRNG
@@ -13,7 +14,6 @@ from engine.step import BadInputError
 
 @pytest.fixture(scope="module")
 def image():
-    from engine.data import demo_images
     return demo_images()[0][5]
 
 
@@ -89,6 +89,25 @@ def test_latent_slider_moves_between_two_seeds_latents():
     assert not torch.allclose(halfway, own) and not torch.allclose(halfway, other)
     with pytest.raises(BadInputError, match="latent mix"):
         Job(Request(method="ddim@empirical-vp", latent_mix=1.5))
+
+
+@pytest.mark.parametrize("method,spec", [("ddpm@empirical-vp", None), ("naive@empirical-soft-blur", None),
+                                         ("ddim@vp", "noise=0.2")])
+def test_latent_covers_every_draw_of_a_stochastic_sampler(method, spec):
+    """All noise goes through the latent, so at mix 1 a stochastic run, generating or
+    restoring from the measurement's own level (no fresh noise at the start), is the
+    run of the other seed; at mix 0.5 it is neither."""
+    def run(seed=3, **kw):
+        degradation = Degradation.parse(spec) if spec else None
+        image = demo_images()[0][2] if spec else None
+        return run_job(Request(method=method, image=image, degradation=degradation,
+                               params={"nfe": 8, **({"k": 1.0} if method.startswith("ddim") else {})},
+                               n=2, seed=seed, **kw)).samples
+
+    own, other = run(), run(seed=11)
+    torch.testing.assert_close(run(latent_seed=11, latent_mix=1.0), other, atol=1e-5, rtol=0)
+    halfway = run(latent_seed=11, latent_mix=0.5)
+    assert not torch.allclose(halfway, own, atol=1e-3) and not torch.allclose(halfway, other, atol=1e-3)
 
 
 def test_slerp_keeps_the_norm_of_orthogonal_latents():

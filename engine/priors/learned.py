@@ -115,10 +115,11 @@ class LearnedPrior(Prior):
         low = self.data_range[0]
         x_bar = self._mean_image.to(rng.device, rng.dtype)
         mean, std = (float(v) for v in self._colour)
-        colour = mean + std * rng.randn(1, 1, 1)  # (n, 1, 1, 1)
+        z = rng.latent(1 + math.prod(self.shape))  # the whole start is one latent (slerp-able)
+        colour = mean + std * z[:, :1, None, None]  # (n, 1, 1, 1)
         ink = (colour - low) / (x_bar.mean() - low)
         start = low + (x_bar - low) * ink.clamp_min(0)
-        return self.schedule.corrupt(start, 1.0, rng.randn(*self.shape))
+        return self.schedule.corrupt(start, 1.0, z[:, 1:].reshape(len(rng), *self.shape))
 
     def to(self, device):
         super().to(device)

@@ -98,8 +98,7 @@ def start(prior, measurement: Measurement | None, final: str,
     t, gain = start_level(prior.schedule, measurement.operator, measurement.sigma_y)
     y = measurement.y.to(rng.device, rng.dtype)
     top_up = prior.schedule.sigma(t) ** 2 - (gain * measurement.sigma_y) ** 2
-    z = rng.latent(*y.shape[1:])  # the top-up noise is this sampler's latent when restoring
-    return t, gain * y + math.sqrt(max(top_up, 0.0)) * z
+    return t, gain * y + math.sqrt(max(top_up, 0.0)) * rng.latent_like(y)
 
 
 # --- the final distribution p_1 --------------------------------------------------------
@@ -209,4 +208,4 @@ def noise_only(op: Operator) -> bool:
 def register_sampler(name: str, run, params: type, summary: str, **info) -> MethodInfo:
     """Register a diffusion sampler: NFE = ``params.nfe``, generates and restores on its path."""
     return register(MethodInfo(name=name, run=run, params=params, kind="sampler", summary=summary,
-                               nfe=lambda p: p.nfe, latent="initial noise", **info))
+                               nfe=lambda p: p.nfe, latent="noise (start and steps)", **info))

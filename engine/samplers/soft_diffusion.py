@@ -36,13 +36,13 @@ from engine.samplers.common import (SOFT_SCHEDULES, Move, SamplerParams, on_corr
 
 
 def naive_update(m: Move, x_t, x0_hat, rng):
-    return m.C_next(x0_hat) + m.sigma_next * rng.randn_like(x_t)  # Alg. 1
+    return m.C_next(x0_hat) + m.sigma_next * rng.latent_like(x_t)  # Alg. 1
 
 
 def momentum_update(m: Move, x_t, x0_hat, rng):
     c_x0, drop = m.C(x0_hat), m.sigma**2 - m.sigma_next**2
     e_hat = c_x0 - x_t  # Alg. 2
-    z = x_t + drop / m.sigma**2 * e_hat + math.sqrt(drop) * rng.randn_like(x_t)  # eq. 17
+    z = x_t + drop / m.sigma**2 * e_hat + math.sqrt(drop) * rng.latent_like(x_t)  # eq. 17
     return z + m.C_next(x0_hat) - c_x0
 
 
@@ -54,7 +54,7 @@ def pf_momentum_update(m: Move, x_t, x0_hat, rng):
 def ddim_update(m: Move, x_t, x0_hat, rng, k: float = 0.0):
     k_abs = k * m.sigma_next
     x = m.C_next(x0_hat) + math.sqrt(m.sigma_next**2 - k_abs**2) * (x_t - m.C(x0_hat)) / m.sigma  # eq. 52
-    return x + k_abs * rng.randn_like(x_t) if k_abs > 0 else x
+    return x + k_abs * rng.latent_like(x_t) if k_abs > 0 else x
 
 
 def pc_update(m: Move, x_t, x0_hat, rng):

@@ -28,7 +28,7 @@ def ddpm_update(m: Move, x_t, x0_hat, rng):
     eps_hat = (x_t - math.sqrt(abar) * x0_hat) / math.sqrt(1 - abar)
     mean = (x_t - beta / math.sqrt(1 - abar) * eps_hat) / math.sqrt(alpha)  # Alg. 2, line 4
     var = (1 - abar_next) / (1 - abar) * beta  # β̃, eq. 7
-    return mean + math.sqrt(var) * rng.randn_like(x_t) if var > 0 else mean
+    return mean + math.sqrt(var) * rng.latent_like(x_t) if var > 0 else mean
 
 
 @dataclass

@@ -184,7 +184,8 @@ class MethodPanel(QGroupBox):
         self.latent_box.setVisible(info.latent is not None)
         self.latent_mix.setToolTip(f"moves each sample's {info.latent or 'latent'} from its own "
                                    "draw (0) along a spherical interpolation to the draw of "
-                                   "z seed + k (1)")
+                                   "z seed + k (1). A deterministic sampler restoring from the "
+                                   "measurement's own noise level draws none: nothing to move.")
         self.nfe_label.setText(self._nfe_text(info))
 
     def _nfe_text(self, info) -> str:
