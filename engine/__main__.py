@@ -22,7 +22,7 @@ import json
 import sys
 from typing import Callable
 
-from engine.step import EngineError
+from engine.core.step import EngineError
 
 EXIT_BAD_INPUT = 2
 
@@ -61,7 +61,7 @@ def _progress_bar():
 
 
 def cmd_list(args) -> int:
-    from engine import registry
+    from engine.core import registry
     from engine.priors.catalog import learned_models, prior_names
 
     methods = [{"name": m.name, "kind": m.kind, "family": m.family, "summary": m.summary,
@@ -92,7 +92,7 @@ def _request_params(args) -> dict:
 
 
 def _write_outputs(args, result, extra: dict) -> None:
-    from engine import export
+    from engine.io import export
 
     export.save_grid(args.out, result.samples, result.recipe, scale=args.scale)
     if getattr(args, "trajectory", None):
@@ -106,16 +106,16 @@ def _write_outputs(args, result, extra: dict) -> None:
 
 
 def cmd_restore(args) -> int:
-    from engine.jobs import Request, run_job
-    from engine.operators import Degradation
+    from engine.core.jobs import Request, run_job
+    from engine.core.operators import Degradation
 
     if (args.image is None) == (args.sample is None):
         raise EngineError("give exactly one of --image PATH or --sample INDEX")
     if args.image is not None:
-        from engine.imageio import load_image
+        from engine.io.imageio import load_image
         image, source = load_image(args.image), args.image
     else:
-        from engine.data import demo_images
+        from engine.io.data import demo_images
         images, _ = demo_images()
         if not 0 <= args.sample < len(images):
             raise EngineError(f"--sample must lie in [0, {len(images) - 1}], got {args.sample}")
@@ -133,8 +133,8 @@ def cmd_restore(args) -> int:
 
 def _fit_image(image, spec: str, device: str):
     """Convert an image to the model's shape, saying what was done (never silently)."""
-    from engine import registry
-    from engine.imageio import conform
+    from engine.core import registry
+    from engine.io.imageio import conform
     from engine.priors.catalog import load_prior
 
     name, model = registry.split_spec(spec)
@@ -147,7 +147,7 @@ def _fit_image(image, spec: str, device: str):
 
 
 def cmd_sample(args) -> int:
-    from engine.jobs import Request, run_job
+    from engine.core.jobs import Request, run_job
 
     spec = _method_spec(args.method, args.model)
     request = Request(method=spec, params=_request_params(args), seed=args.seed, n=args.n,
@@ -155,7 +155,7 @@ def cmd_sample(args) -> int:
     result = run_job(request, _progress_bar())
     extra = {"method": spec, "seed": args.seed, "n": args.n}
     if args.n > 1:
-        from engine.metrics import diversity
+        from engine.evaluation.metrics import diversity
         from engine.models.features import load_feature_network
         extra["diversity"] = diversity(result.samples, features=load_feature_network().embedding)
     _write_outputs(args, result, extra)
@@ -169,9 +169,9 @@ def _forward(module: str) -> Callable[[list[str]], int]:
     return run
 
 
-FORWARDED = {"train": "engine.train", "schedule": "engine.wasserstein",
-             "eval": "engine.evaluate", "claims": "engine.claims", "bench": "engine.bench",
-             "card": "engine.card"}
+FORWARDED = {"train": "engine.train", "schedule": "engine.core.wasserstein",
+             "eval": "engine.evaluation.evaluate", "claims": "engine.evaluation.claims", "bench": "engine.evaluation.bench",
+             "card": "engine.evaluation.card"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,8 +54,8 @@ class Demo:
         self.exit_code = 1
 
     def start(self) -> None:
-        from engine.registry import make_params
-        from engine.step import EngineError
+        from engine.core.registry import make_params
+        from engine.core.step import EngineError
 
         w, args = self.window, self.args
         w.method_panel.live.setChecked(False)

@@ -39,7 +39,7 @@ def _rgb_image_file(folder: Path) -> Path:
     import numpy as np
     from PIL import Image
 
-    from engine.data import demo_images
+    from engine.io.data import demo_images
 
     gray = demo_images()[0][0, 0].numpy()
     big = np.kron(gray, np.ones((10, 10)))[:256, :256]

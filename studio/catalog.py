@@ -53,11 +53,11 @@ def _learned_info(name: str) -> ModelInfo | None:
 
 
 class Catalog:
-    """Methods (`engine.registry.MethodInfo` by name), models and the demo set."""
+    """Methods (`engine.core.registry.MethodInfo` by name), models and the demo set."""
 
     def __init__(self):
-        from engine import registry
-        from engine.data import CLASS_NAMES, demo_images
+        from engine.core import registry
+        from engine.io.data import CLASS_NAMES, demo_images
         from engine.priors.catalog import EXACT_PRIORS, learned_models, prior_names
 
         self.methods = registry.methods()
@@ -74,7 +74,7 @@ class Catalog:
         self.demo_labels = [CLASS_NAMES[int(k)] for k in labels]
 
     def params(self, method: str) -> list[dict]:
-        from engine.registry import describe_params
+        from engine.core.registry import describe_params
 
         return describe_params(self.methods[method].params)
 

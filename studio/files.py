@@ -3,7 +3,7 @@
 A mixin of `studio.main_window.MainWindow` (it uses the window's state, message bar,
 last outcome and settings). Decisions:
 
-* Export writes what the last finished restoration holds, through `engine.export`
+* Export writes what the last finished restoration holds, through `engine.io.export`
   (the grid PNG embeds the job's full recipe); the trajectory is exported as x_t and
   x̂0 side by side, frame by frame.
 * Opening a recipe (a grid PNG, or the recipe as a JSON object) restores every
@@ -33,8 +33,8 @@ class FileMenuMixin:
             self.open_recipe(path)
 
     def open_recipe(self, path: str) -> bool:
-        from engine.export import read_recipe
-        from engine.step import EngineError
+        from engine.io.export import read_recipe
+        from engine.core.step import EngineError
 
         try:
             if Path(path).suffix.lower() == ".json":
@@ -90,9 +90,9 @@ class FileMenuMixin:
             self.export("metrics", path)
 
     def export(self, what: str, path: str) -> bool:
-        """Write the last result's grid, trajectory or metrics (engine.export formats)."""
-        from engine import export
-        from engine.step import EngineError
+        """Write the last result's grid, trajectory or metrics (engine.io.export formats)."""
+        from engine.io import export
+        from engine.core.step import EngineError
 
         from studio.views.images import side_by_side
 
@@ -148,7 +148,7 @@ class FileMenuMixin:
 
     def _restore_session(self) -> bool:
         """Re-apply the last session's recipe; False when there is none or it fails."""
-        from engine.step import EngineError
+        from engine.core.step import EngineError
 
         text = self.settings.value("session/recipe") if self.settings is not None else None
         if not text:

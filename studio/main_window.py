@@ -242,8 +242,8 @@ class MainWindow(FileMenuMixin, QMainWindow):
 
     def open_path(self, path: str) -> bool:
         """Load an image file as the source; on failure say why and keep the current one."""
-        from engine.imageio import load_image
-        from engine.step import BadInputError
+        from engine.io.imageio import load_image
+        from engine.core.step import BadInputError
 
         self.last_dir = str(Path(path).parent)
         try:
@@ -257,7 +257,7 @@ class MainWindow(FileMenuMixin, QMainWindow):
 
     def draw_source(self, model: str, seed: int) -> None:
         """Generate a source image from a model on the engine thread."""
-        from engine.jobs import Request
+        from engine.core.jobs import Request
 
         samplers = self.catalog.samplers_for(model)
         method = "ddim" if "ddim" in samplers else samplers[0]
@@ -304,7 +304,7 @@ class MainWindow(FileMenuMixin, QMainWindow):
 
     def update_preview(self) -> None:
         """The measurement y of the current settings, exactly as the job will draw it."""
-        from engine.step import BadInputError
+        from engine.core.step import BadInputError
 
         x = self.working[None]
         canvas = self.canvases["degraded"]
@@ -329,7 +329,7 @@ class MainWindow(FileMenuMixin, QMainWindow):
             f"{model} · y is {w}×{h}×{c} · spec <tt>{degradation.spec()}</tt>")
 
     def _measurement_noise(self, shape: tuple[int, ...]):
-        from engine.rng import SampleRNG
+        from engine.core.rng import SampleRNG
 
         key = (self.state.degradation.measurement_seed, shape)
         if self._noise_cache[0] != key:
@@ -337,7 +337,7 @@ class MainWindow(FileMenuMixin, QMainWindow):
         return self._noise_cache[1]
 
     def _update_preview_badge(self) -> None:
-        from engine.metrics import psnr
+        from engine.evaluation.metrics import psnr
 
         if self._preview is None:
             return
@@ -348,7 +348,7 @@ class MainWindow(FileMenuMixin, QMainWindow):
 
     # -- running ------------------------------------------------------------------------
     def run_job(self) -> None:
-        from engine.step import BadInputError
+        from engine.core.step import BadInputError
 
         if self.catalog is None or self.working is None:
             return

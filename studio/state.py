@@ -3,12 +3,12 @@
 The window is a thin view of a `StudioState` (DESIGN §6, the napari pattern): widgets
 write fields, and every field change is a psygnal signal the views listen to. Nothing
 here imports Qt, so the model is tested headless and serialises to the engine's
-recipe (the dict `engine.jobs.Job.recipe` returns and `engine.export` embeds in PNGs).
+recipe (the dict `engine.core.jobs.Job.recipe` returns and `engine.io.export` embeds in PNGs).
 
 Decisions:
 
 * Three groups, one per panel: `SourceState` (the loaded image and where it came from),
-  `DegradationState` (the fields of `engine.operators.Degradation` plus the
+  `DegradationState` (the fields of `engine.core.operators.Degradation` plus the
   measurement seed) and `MethodState` (method, model, parameter values, seed, n).
   Child events bubble up, so ``state.events.all`` fires on any change.
 * The latent slider is two `MethodState` fields, ``latent_seed`` and ``latent_mix``;
@@ -54,7 +54,7 @@ class SourceState:
 
 @dataclass
 class DegradationState:
-    """The sliders of the Degradation panel; field names follow `engine.operators.Degradation`."""
+    """The sliders of the Degradation panel; field names follow `engine.core.operators.Degradation`."""
 
     noise: float = 0.05
     blur: float = 0.0
@@ -69,7 +69,7 @@ class DegradationState:
 
     def degradation(self):
         """The engine `Degradation` (raises `BadInputError` for impossible values)."""
-        from engine.operators import Degradation
+        from engine.core.operators import Degradation
 
         return Degradation(noise=float(self.noise), blur=float(self.blur),
                            downsample=int(self.downsample), mask=self.mask,
@@ -81,7 +81,7 @@ class DegradationState:
 
     def set_spec(self, spec: str | None) -> None:
         """Set every field from a CLI/recipe spec such as ``blur=2,noise=0.05``."""
-        from engine.operators import Degradation
+        from engine.core.operators import Degradation
 
         parsed = Degradation.parse(spec or "none")
         for name, value in parsed.as_dict().items():
@@ -96,7 +96,7 @@ class MethodState:
     seed: int = 0  # sample k uses seed + k
     n: int = 8  # number of samples
     device: str = "cpu"
-    latent_seed: int = 1  # the second latent of the latent slider (engine.rng)
+    latent_seed: int = 1  # the second latent of the latent slider (engine.core.rng)
     latent_mix: float = 0.0  # 0 = each sample's own z, 1 = the z of latent_seed + k
 
     events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor()
@@ -131,9 +131,9 @@ class StudioState:
         Everything is checked before anything changes: a malformed recipe or an unknown
         method raises `BadInputError` (from the engine) and leaves the state as it was.
         """
-        from engine import registry
-        from engine.operators import Degradation
-        from engine.step import BadInputError
+        from engine.core import registry
+        from engine.core.operators import Degradation
+        from engine.core.step import BadInputError
 
         if not isinstance(recipe, dict):
             raise BadInputError("a recipe is a JSON object with method, params, seed, …")
@@ -177,8 +177,8 @@ class StudioState:
         """
         from dataclasses import replace
 
-        from engine import registry
-        from engine.jobs import Request
+        from engine.core import registry
+        from engine.core.jobs import Request
 
         m = self.method
         spec = changes.get("method", m.spec)
@@ -204,7 +204,7 @@ class StudioState:
 def load_source(name: str):
     """The image a recipe's source names: ``demo:K`` or an existing file; else None."""
     if name.startswith(DEMO_PREFIX):
-        from engine.data import demo_images
+        from engine.io.data import demo_images
 
         images, _ = demo_images()
         try:
@@ -213,7 +213,7 @@ def load_source(name: str):
             return None
         return images[index] if 0 <= index < len(images) else None
     if name and not name.startswith(SAMPLE_PREFIX) and Path(name).is_file():
-        from engine.imageio import load_image
+        from engine.io.imageio import load_image
 
         return load_image(name)
     return None
@@ -223,7 +223,7 @@ def working_image(image, shape: tuple[int, ...] | None):
     """``(image, note)``: the image converted to a model's (C, H, W), or as is for None."""
     if shape is None or tuple(image.shape) == tuple(shape):
         return image, ""
-    from engine.imageio import conform
+    from engine.io.imageio import conform
 
     converted, note = conform(image, tuple(shape))
     return converted, note or ""

@@ -61,7 +61,7 @@ class Prepared:
 class Outcome:
     """A finished (or stopped-and-kept) job with what the diversity view shows."""
 
-    result: Any  # engine.jobs.Result
+    result: Any  # engine.core.jobs.Result
     sample_psnr: list[float]
     sample_ssim: list[float]
     std_map: np.ndarray  # per-pixel standard deviation over samples, (H, W), channel mean
@@ -83,7 +83,7 @@ class Ticket:
 
 
 def _thumbnail(job, x) -> np.ndarray:
-    from engine.jobs import to_thumbnail
+    from engine.core.jobs import to_thumbnail
 
     return to_thumbnail(job.to_unit(x).float().cpu())
 
@@ -92,7 +92,7 @@ def forward_trajectory(job, seed: int) -> list[tuple[float, np.ndarray]]:
     """x0 → x_T under the prior's schedule, ``x_t = C_t x0 + σ_t ε`` with one fixed ε."""
     if job.prior is None or job.clean is None:
         return []
-    from engine.rng import SampleRNG
+    from engine.core.rng import SampleRNG
 
     x0 = job.to_model(job.clean[None])
     eps = SampleRNG(seed, 1).randn(*x0.shape[1:])
@@ -104,14 +104,14 @@ def forward_trajectory(job, seed: int) -> list[tuple[float, np.ndarray]]:
 def _psnr(x, clean) -> float | None:
     if clean is None or x.shape != clean.shape:
         return None
-    from engine.metrics import psnr
+    from engine.evaluation.metrics import psnr
 
     return float(psnr(x[None], clean[None])[0])
 
 
 def summarise(result) -> Outcome:
     """A result with its per-sample PSNR/SSIM and the per-pixel std map (channel mean)."""
-    from engine.metrics import pixel_std
+    from engine.evaluation.metrics import pixel_std
 
     m = result.metrics
     std = pixel_std(result.samples).mean(0).numpy()
@@ -122,7 +122,7 @@ def job_events(ticket: Ticket):
     """The generator the worker runs: Prepared, then Frames (or None), returns an Outcome."""
     import torch
 
-    from engine.jobs import Job
+    from engine.core.jobs import Job
 
     job = Job(ticket.request)
     with torch.no_grad():
@@ -174,8 +174,8 @@ def compare_events(ticket: Ticket, grid: list[list[Any]]):
 
     A grid entry is an engine `Request`, or a string: why that cell has no request.
     """
-    from engine.jobs import Job, to_thumbnail
-    from engine.step import EngineError
+    from engine.core.jobs import Job, to_thumbnail
+    from engine.core.step import EngineError
 
     total = sum(len(row) for row in grid)
     cells = [(r, c, request) for r, row in enumerate(grid) for c, request in enumerate(row)]
@@ -228,9 +228,9 @@ def playground_events(ticket: Ticket, model: str, method: str, params: dict, n: 
     """Particles from a 2-D prior diffused forward, then run back by a sampler, live."""
     import torch
 
-    from engine.jobs import Job, Request
+    from engine.core.jobs import Job, Request
     from engine.priors.catalog import load_prior
-    from engine.rng import SampleRNG
+    from engine.core.rng import SampleRNG
 
     prior = load_prior(model)
     x0 = prior.sample(n, torch.Generator("cpu").manual_seed(seed)).float()

@@ -1,6 +1,6 @@
 """The engine worker: one background thread runs every task; the GUI only watches.
 
-`EngineController.submit(request)` runs ``engine.jobs.Job(request).steps()`` (through
+`EngineController.submit(request)` runs ``engine.core.jobs.Job(request).steps()`` (through
 `studio.tasks.job_events`) inside a superqt `GeneratorWorker`, which checks for abort
 and pause between yields: Stop cancels within one step (one network evaluation), pause
 costs nothing. `submit_task` runs any other task generator the same way. Decisions:
@@ -156,7 +156,7 @@ class EngineController(QObject):
         self._emit_if_current(ticket, self.finished, ticket, outcome)
 
     def _on_errored(self, ticket, exc):
-        from engine.step import EngineError
+        from engine.core.step import EngineError
 
         if isinstance(exc, EngineError):
             message = str(exc)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine import bench, claims
-from engine.step import EngineError
+from engine.evaluation import bench, claims
+from engine.core.step import EngineError
 
 
 def test_bench_sections_have_positive_medians():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.__main__ import main
-from engine.export import read_recipe
+from engine.io.export import read_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,10 +11,10 @@ import dataclasses
 import pytest
 import torch
 
-from engine import registry
-from engine.jobs import Job, Request
-from engine.operators import Degradation
-from engine.step import BadInputError, UnsupportedOperatorError
+from engine.core import registry
+from engine.core.jobs import Job, Request
+from engine.core.operators import Degradation
+from engine.core.step import BadInputError, UnsupportedOperatorError
 
 METHODS = sorted(registry.methods())
 # Degradations tried when looking for an operator a method does not support.
@@ -25,7 +25,7 @@ CANDIDATE_DEGRADATIONS = ["noise=0.05", "blur=1.5,noise=0.1", "downsample=2,nois
 def image_for(info: registry.MethodInfo) -> torch.Tensor | None:
     if info.example_degradation is None:
         return None
-    from engine.data import demo_images
+    from engine.io.data import demo_images
     return demo_images()[0][3]
 
 
@@ -109,5 +109,5 @@ def test_restorers_refuse_unconditional_requests(name):
 
 
 def _demo_image():
-    from engine.data import demo_images
+    from engine.io.data import demo_images
     return demo_images()[0][3]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine import data
-from engine.step import BadInputError
+from engine.io import data
+from engine.core.step import BadInputError
 
 
 def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from engine import evaluate
+from engine.evaluation import evaluate
 from engine.models.features import FeatureNet
 
 ROW_KEYS = {"psnr", "ssim", "perceptual", "nfe", "seconds", "n_images"}
@@ -58,7 +58,7 @@ def test_generate_task_reports_diversity_and_no_psnr():
 
 
 def test_fwv_is_zero_for_identical_samples_and_grows_with_spread():
-    from engine.operators import Identity
+    from engine.core.operators import Identity
     g = torch.Generator().manual_seed(1)
     x = torch.rand(1, 1, 28, 28, generator=g)
     distance = lambda a, b: ((a - b) ** 2).flatten(1).mean(1)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.export import (ExportError, make_grid, read_recipe, save_grid, save_metrics,
+from engine.io.export import (ExportError, make_grid, read_recipe, save_grid, save_metrics,
                            save_trajectory)
-from engine.step import BadInputError
+from engine.core.step import BadInputError
 
 RECIPE = {"method": "ddim", "model": "vp", "params": {"nfe": 50, "k": 0.0}, "seed": 0,
           "degradation": "blur=2,noise=0.05", "note": "σ_y – ünïcode", "value": 1 / 3}

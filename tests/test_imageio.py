@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.imageio import BadImageError, conform, load_image
+from engine.io.imageio import BadImageError, conform, load_image
 
 RNG = np.random.default_rng(0)
 

@@ -5,11 +5,11 @@ import time
 import pytest
 import torch
 
-from engine.data import demo_images
-from engine.jobs import TRAJECTORY_FRAMES, Job, Request, run_job
-from engine.operators import Degradation
-from engine.rng import SampleRNG
-from engine.step import BadInputError
+from engine.io.data import demo_images
+from engine.core.jobs import TRAJECTORY_FRAMES, Job, Request, run_job
+from engine.core.operators import Degradation
+from engine.core.rng import SampleRNG
+from engine.core.step import BadInputError
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_latent_covers_every_draw_of_a_stochastic_sampler(method, spec):
 
 
 def test_slerp_keeps_the_norm_of_orthogonal_latents():
-    from engine.rng import slerp
+    from engine.core.rng import slerp
     a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
     mid = slerp(a, b, 0.5)
     torch.testing.assert_close(mid, torch.tensor([[0.5**0.5, 0.5**0.5]]))

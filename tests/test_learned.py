@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-from engine.data import demo_images, to_model_range
+from engine.io.data import demo_images, to_model_range
 from engine.models.features import load_feature_network
 from engine.priors.catalog import MODELS_DIR
 from engine.priors.learned import LearnedPrior, load_learned, read_safetensors
-from engine.rng import SampleRNG
-from engine.step import BadInputError
+from engine.core.rng import SampleRNG
+from engine.core.step import BadInputError
 from engine.train.diffusion import denoising_psnr
 
 DIFFUSION_MODELS = sorted(p.parent.name for p in MODELS_DIR.glob("*/config.json")
@@ -117,9 +117,9 @@ def test_feature_network_is_not_a_prior_and_classifies_the_demo_set():
 
 @pytest.mark.parametrize("model", DIFFUSION_MODELS)
 def test_every_sampler_generates_and_restores_with_the_shipped_model(model):
-    from engine import registry
-    from engine.jobs import Job, Request
-    from engine.operators import Degradation
+    from engine.core import registry
+    from engine.core.jobs import Job, Request
+    from engine.core.operators import Degradation
 
     samplers = [m.name for m in registry.methods().values() if m.kind == "sampler"]
     ran = []

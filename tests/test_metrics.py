@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from engine import metrics
+from engine.evaluation import metrics
 
 
 def pair(shape, seed):
@@ -76,7 +76,7 @@ def test_perceptual_distance_is_zero_for_equal_and_grows_with_noise():
 
 
 def test_ssim_is_left_out_for_images_smaller_than_its_window():
-    from engine.metrics import sample_metrics, ssim
+    from engine.evaluation.metrics import sample_metrics, ssim
 
     g = torch.Generator().manual_seed(0)
     clean, samples = torch.rand(1, 8, 8, generator=g), torch.rand(3, 1, 8, 8, generator=g)

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.operators import (Blur, Compose, Degradation, Downsample, Grayscale, Identity, Mask,
+from engine.core.operators import (Blur, Compose, Degradation, Downsample, Grayscale, Identity, Mask,
                               Scale, blur_matrix)
-from engine.step import BadInputError
+from engine.core.step import BadInputError
 
 SIZE = 8  # divisible by 2 and 4; dense matrices stay ≤ 192 × 192
 CLI_SPECS = ["blur=2.0,noise=0.05", "downsample=4,noise=0.01", "mask=box:0.5",

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from engine.operators import Blur, Compose, Mask
+from engine.core.operators import Blur, Compose, Mask
 from engine.priors.catalog import EXACT_PRIORS, load_prior
 from engine.priors.exact import (EmpiricalPrior, GaussianMixturePrior, GaussianPrior, dense_matrix,
                                  smooth_field_covariance)
-from engine.rng import SampleRNG
-from engine.schedules import SoftBlurSchedule, SoftMaskSchedule, VPSchedule
-from engine.step import BadInputError
+from engine.core.rng import SampleRNG
+from engine.core.schedules import SoftBlurSchedule, SoftMaskSchedule, VPSchedule
+from engine.core.step import BadInputError
 
 F64 = torch.float64
 SHAPE = (1, 4, 4)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine.reference import side_by_side
-from engine.step import BadInputError
+from engine.evaluation.reference import side_by_side
+from engine.core.step import BadInputError
 
 pytest.importorskip("diffusers")
 

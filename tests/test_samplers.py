@@ -8,18 +8,18 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from engine import registry
-from engine.claims import covariance_error
-from engine.operators import Blur, Downsample, Identity, Mask, Scale
+from engine.core import registry
+from engine.evaluation.claims import covariance_error
+from engine.core.operators import Blur, Downsample, Identity, Mask, Scale
 from engine.priors.catalog import load_prior
 from engine.priors.exact import EmpiricalPrior, GaussianPrior, smooth_gaussian_4px
-from engine.registry import Measurement
-from engine.rng import SampleRNG
+from engine.core.registry import Measurement
+from engine.core.rng import SampleRNG
 from engine.samplers.common import Move, sample_p1, start, start_level
 from engine.samplers.soft_diffusion import ddim_update
 from engine.samplers.vp import ddpm_update
-from engine.schedules import SoftBlurSchedule, SoftMaskSchedule, VESchedule, VPSchedule
-from engine.step import BadInputError, UnsupportedOperatorError
+from engine.core.schedules import SoftBlurSchedule, SoftMaskSchedule, VESchedule, VPSchedule
+from engine.core.step import BadInputError, UnsupportedOperatorError
 
 F64 = torch.float64
 SAMPLERS = ("naive", "momentum", "pf-momentum", "ddim", "pc", "ddpm")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.operators import Blur, Downsample, Identity, Mask, Scale
-from engine.schedules import (SoftBlurSchedule, SoftMaskSchedule, VESchedule, VPSchedule,
+from engine.core.operators import Blur, Downsample, Identity, Mask, Scale
+from engine.core.schedules import (SoftBlurSchedule, SoftMaskSchedule, VESchedule, VPSchedule,
                               rgm_coefficients, rgm_sr_levels, schedule_from_config)
 
 # --- RGM (rgm.md, App. B.1) ----------------------------------------------------------

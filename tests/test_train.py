@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from engine.data import demo_images, to_model_range
+from engine.io.data import demo_images, to_model_range
 from engine.models.unet import UNet, UNetConfig, parameter_count
 from engine.priors.learned import load_learned
-from engine.schedules import SoftBlurSchedule, VPSchedule
-from engine.step import BadInputError
+from engine.core.schedules import SoftBlurSchedule, VPSchedule
+from engine.core.step import BadInputError
 from engine.train import main
 from engine.train.diffusion import corrupt_each, diffusion_loss, train_diffusion
 from engine.train.loop import EMA, TrainSettings, init_network, load_train_state

@@ -7,9 +7,9 @@ import pytest
 import torch
 from scipy.sparse.csgraph import csgraph_from_dense, dijkstra
 
-from engine import wasserstein as w2
-from engine.schedules import SoftBlurSchedule, schedule_from_config
-from engine.step import BadInputError
+from engine.core import wasserstein as w2
+from engine.core.schedules import SoftBlurSchedule, schedule_from_config
+from engine.core.step import BadInputError
 
 SIGMA_MAX = 6.0
 

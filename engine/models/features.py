@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine.step import BadInputError
+from engine.core.step import BadInputError
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / "features"
 

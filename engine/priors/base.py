@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from engine.rng import SampleRNG
-from engine.schedules import Schedule
+from engine.core.rng import SampleRNG
+from engine.core.schedules import Schedule
 
 
 class Prior:

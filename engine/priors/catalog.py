@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.priors.base import Prior
-from engine.step import BadInputError
+from engine.core.step import BadInputError
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
 EXACT_PRIORS: dict[str, Callable[[], Prior]] = {}

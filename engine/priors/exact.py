@@ -33,7 +33,7 @@ Presets (`EXACT_PRIORS`, all zero-argument factories):
 * ``gaussian2d``: N((0.5, −0.3), [[0.5, 0.4], [0.4, 0.5]]) (correlation 0.8), same
   shape, schedule and data range.
 * ``empirical-vp`` / ``empirical-soft-blur`` / ``empirical-soft-mask``: the 64 demo
-  images (`engine.data.demo_images`) in [−1, 1] with `VPSchedule` / `SoftBlurSchedule` /
+  images (`engine.io.data.demo_images`) in [−1, 1] with `VPSchedule` / `SoftBlurSchedule` /
   `SoftMaskSchedule`.
 """
 
@@ -45,12 +45,12 @@ from typing import NamedTuple
 
 import torch
 
-from engine.operators import Operator
+from engine.core.operators import Operator
 from engine.priors.base import Prior
 from engine.priors.catalog import EXACT_PRIORS
-from engine.rng import SampleRNG
-from engine.schedules import Schedule, SoftBlurSchedule, SoftMaskSchedule, VESchedule, VPSchedule
-from engine.step import BadInputError
+from engine.core.rng import SampleRNG
+from engine.core.schedules import Schedule, SoftBlurSchedule, SoftMaskSchedule, VESchedule, VPSchedule
+from engine.core.step import BadInputError
 
 F64 = torch.float64
 
@@ -249,7 +249,7 @@ def smooth_gaussian_4px(schedule: Schedule) -> GaussianPrior:
 
 
 def demo_empirical(schedule: Schedule, name: str) -> EmpiricalPrior:
-    from engine.data import demo_images, to_model_range
+    from engine.io.data import demo_images, to_model_range
 
     images, _ = demo_images()
     return EmpiricalPrior(to_model_range(images), schedule, (-1.0, 1.0), name=name)

@@ -33,9 +33,9 @@ import torch
 
 from engine.models.unet import UNet, UNetConfig
 from engine.priors.base import Prior
-from engine.rng import SampleRNG
-from engine.schedules import VPSchedule, schedule_from_config
-from engine.step import BadInputError
+from engine.core.rng import SampleRNG
+from engine.core.schedules import VPSchedule, schedule_from_config
+from engine.core.step import BadInputError
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 PARAMETRISATIONS = ("eps", "x0-residual")

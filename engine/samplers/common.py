@@ -40,11 +40,11 @@ from typing import Callable, Iterator
 
 import torch
 
-from engine.operators import Blur, Identity, Mask, Operator, Scale
-from engine.registry import Measurement, MethodInfo, param, register
-from engine.rng import SampleRNG
-from engine.schedules import NO_BLUR, Schedule
-from engine.step import BadInputError, Step, UnsupportedOperatorError
+from engine.core.operators import Blur, Identity, Mask, Operator, Scale
+from engine.core.registry import Measurement, MethodInfo, param, register
+from engine.core.rng import SampleRNG
+from engine.core.schedules import NO_BLUR, Schedule
+from engine.core.step import BadInputError, Step, UnsupportedOperatorError
 
 FINALS = ("refined", "paper", "prior")
 SOFT_SCHEDULES = ("ve", "vp", "soft-blur", "soft-mask")  # paths x_t = C_t x0 + σ_t ε

@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from functools import partial
 
-from engine.registry import param
+from engine.core.registry import param
 from engine.samplers.common import (SOFT_SCHEDULES, Move, SamplerParams, on_corruption_path,
                                     register_sampler, reverse_process)
 

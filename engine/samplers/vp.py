@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from engine.registry import param
+from engine.core.registry import param
 from engine.samplers.common import Move, SamplerParams, noise_only, register_sampler, reverse_process
 
 

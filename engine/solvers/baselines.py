@@ -21,9 +21,9 @@ from typing import Iterator
 
 import torch
 
-from engine.operators import cg_iterates
-from engine.registry import MethodInfo, Measurement, param, register
-from engine.step import Step
+from engine.core.operators import cg_iterates
+from engine.core.registry import MethodInfo, Measurement, param, register
+from engine.core.step import Step
 
 NAN = math.nan
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from engine.step import BadInputError
+from engine.core.step import BadInputError
 
 FAMILY_NAMES = ("soft-blur", "soft-mask", "vp", "features")
 

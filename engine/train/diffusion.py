@@ -38,12 +38,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.data import load_fashion_mnist, to_image_range, to_model_range
+from engine.io.data import load_fashion_mnist, to_image_range, to_model_range
 from engine.models.unet import UNet, UNetConfig, parameter_count
 from engine.priors.learned import LearnedPrior
-from engine.rng import SampleRNG
-from engine.schedules import Schedule, SoftBlurSchedule, SoftMaskSchedule, VPSchedule
-from engine.step import BadInputError
+from engine.core.rng import SampleRNG
+from engine.core.schedules import Schedule, SoftBlurSchedule, SoftMaskSchedule, VPSchedule
+from engine.core.step import BadInputError
 from engine.train.loop import TrainSettings, git_revision, init_network, save_model, train
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from engine.data import load_fashion_mnist
+from engine.io.data import load_fashion_mnist
 from engine.models.features import FeatureNet, FeatureNetConfig
 from engine.models.unet import parameter_count
 from engine.train.loop import TrainSettings, git_revision, init_network, save_model, train

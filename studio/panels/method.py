@@ -8,7 +8,7 @@ input changes (latest wins on the engine thread).
 
 Methods with a latent z (`MethodInfo.latent`) get the latent control: a z seed and a
 slider that moves every sample's z along the great circle towards the z of
-``z seed + k`` (`engine.rng.SampleRNG.latent`); with Live on, dragging re-runs.
+``z seed + k`` (`engine.core.rng.SampleRNG.latent`); with Live on, dragging re-runs.
 """
 
 from __future__ import annotations
@@ -189,8 +189,8 @@ class MethodPanel(QGroupBox):
         self.nfe_label.setText(self._nfe_text(info))
 
     def _nfe_text(self, info) -> str:
-        from engine.registry import make_params
-        from engine.step import BadInputError
+        from engine.core.registry import make_params
+        from engine.core.step import BadInputError
 
         try:
             nfe = info.nfe(make_params(info.params, self.state.params))

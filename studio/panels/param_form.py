@@ -1,6 +1,6 @@
 """A parameter form generated from a method's parameter dataclass (no per-method GUI code).
 
-Input: `engine.registry.describe_params` rows (name, type, default, lo, hi, help,
+Input: `engine.core.registry.describe_params` rows (name, type, default, lo, hi, help,
 choices, log). One editor per row:
 
 * ``choices`` → a combo box; ``bool`` → a check box; ``int`` → a spin box;

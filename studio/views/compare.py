@@ -120,7 +120,7 @@ class CompareView(QWidget):
 
     def run(self, x_axis: str, xs: list, y_axis: str | None, ys: list, n: int = 1) -> None:
         """Restore the current input over the grid on the engine thread."""
-        from engine.step import BadInputError
+        from engine.core.step import BadInputError
 
         def request(x, y):
             changes = {x_axis: x, **({y_axis: y} if y_axis else {})}

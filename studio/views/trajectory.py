@@ -6,7 +6,7 @@ the prior's schedule, x0 → x_T, with one fixed noise draw). Decisions:
 
 * Frames are 8-bit thumbnails (DESIGN §3). While a job runs the list grows by at most
   ≈25 frames a second; past `MAX_FRAMES` every other frame is dropped, so the whole
-  path stays visible at half the density (the same rule as `engine.jobs`).
+  path stays visible at half the density (the same rule as `engine.core.jobs`).
 * While streaming, the scrubber follows the newest frame unless the user has moved it
   away from the end; when the job ends the list is replaced by the job's own bounded
   trajectory (which covers every step, not only the ones that reached the screen).

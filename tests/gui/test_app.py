@@ -25,7 +25,7 @@ def test_run_demo_saves_a_screenshot_of_the_finished_window(tmp_path):
 
 def test_the_window_modules_do_not_import_torch():
     code = ("import sys, studio.app, studio.main_window\n"
-            "print(sorted(m for m in ('torch', 'engine.jobs') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'engine.core.jobs') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

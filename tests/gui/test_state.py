@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from engine.registry import get, make_params
-from engine.step import BadInputError
+from engine.core.registry import get, make_params
+from engine.core.step import BadInputError
 from studio.state import StudioState, load_source, working_image
 
 
@@ -40,7 +40,7 @@ def test_changes_emit_signals_once_per_changed_field():
 
 
 def test_request_matches_the_engine_job_recipe():
-    from engine.jobs import Job
+    from engine.core.jobs import Job
 
     state = configured_state()
     job = Job(state.request())

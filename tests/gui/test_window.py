@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.operators import Degradation
-from engine.rng import SampleRNG
+from engine.core.operators import Degradation
+from engine.core.rng import SampleRNG
 from studio.views.images import display_array
 
 
@@ -38,7 +38,7 @@ def test_moving_a_slider_updates_the_degraded_canvas(window, qtbot):
     expected = display_array(expected_measurement(window.working, "blur=2,noise=0.05", 0))
     np.testing.assert_array_equal(canvas.array, expected)
     assert not np.array_equal(canvas.array, before)
-    from engine.metrics import psnr
+    from engine.evaluation.metrics import psnr
 
     assert canvas.badge.text() == "PSNR …"  # computed once the slider rests
     qtbot.waitUntil(lambda: "dB" in canvas.badge.text(), timeout=2000)
@@ -51,7 +51,7 @@ def test_moving_a_slider_updates_the_degraded_canvas(window, qtbot):
 
 
 def test_a_job_runs_on_the_worker_thread_and_fills_the_views(window, qtbot, monkeypatch, run_to_end):
-    from engine import jobs
+    from engine.core import jobs
 
     threads = []
     original = jobs.Job.__init__
@@ -167,7 +167,7 @@ def test_exported_png_recipe_reopens_to_the_same_settings(window, qtbot, tmp_pat
 
 
 def test_parameter_forms_are_generated_from_the_registry(window):
-    from engine.registry import describe_params
+    from engine.core.registry import describe_params
 
     for name, info in window.catalog.methods.items():
         model = (window.catalog.image_models_for(name) or [None])[0]

@@ -6,7 +6,7 @@
   ``σ_t = √(1 − ᾱ_k)`` with ``k = round(t·T)`` (t = 0 is the clean image, ᾱ_0 = 1).
 * `SoftBlurSchedule` (Soft Diffusion): a noise stage (σ geometric 0.01 → 0.1 on
   ``[0, t_s]``, no blur) then σ fixed while the blur σ_b grows through a table of blur
-  levels placed at uniform times (geometric by default; `engine.wasserstein` selects
+  levels placed at uniform times (geometric by default; `engine.core.wasserstein` selects
   one by shortest W2 path). C_t is always rebuilt from the interpolated σ_b.
 * `SoftMaskSchedule`: the same noise stage, then a centred observed window that
   shrinks to nothing at t = 1 (``Mask("frame", level)``), σ fixed.
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from engine.operators import Blur, Identity, Mask, Operator, Scale
+from engine.core.operators import Blur, Identity, Mask, Operator, Scale
 
 NO_BLUR = 0.01  # σ_b this small is the identity to float precision (Soft Diffusion)
 

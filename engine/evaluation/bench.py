@@ -8,7 +8,7 @@ Sections (medians over repeats after a warm-up; ratios within this one run):
 * ``preview``: degraded-preview latency of a 256×256 RGB image per operator (the
   GUI's target is one frame, 16 ms).
 * ``memory``: peak resident memory of this process.
-* ``diffusers`` (``--diffusers``): `engine.reference`'s side-by-side.
+* ``diffusers`` (``--diffusers``): `engine.evaluation.reference`'s side-by-side.
 The GUI's event-loop stall benchmark lives beside it in `studio.bench` (it needs Qt,
 which the engine never imports).
 """
@@ -23,8 +23,8 @@ import time
 
 import torch
 
-from engine.jobs import Job, Request
-from engine.operators import Degradation
+from engine.core.jobs import Job, Request
+from engine.core.operators import Degradation
 from engine.priors.catalog import learned_models, load_prior
 
 PREVIEW_SPECS = {"noise": "noise=0.1", "blur": "blur=2,noise=0.05",
@@ -122,7 +122,7 @@ def main(argv: list[str]) -> int:
     report = run(args.quick)
     print(format_report(report))
     if args.diffusers:
-        from engine.reference import side_by_side
+        from engine.evaluation.reference import side_by_side
         model = "vp" if "vp" in learned_models() else "empirical-vp"
         report["diffusers"] = side_by_side(model, steps=20 if args.quick else 50)
         for name in ("ddim", "ddpm"):
@@ -130,8 +130,8 @@ def main(argv: list[str]) -> int:
             print(f"{name} vs {row['diffusers']} on {model}: max |Δ| {row['max_abs_diff']:.2e}, "
                   f"{row['ours_s']:.3f} s vs {row['diffusers_s']:.3f} s (ratio {row['ratio']:.2f})")
     if args.json:
-        from engine.export import save_metrics
-        from engine.step import EngineError
+        from engine.io.export import save_metrics
+        from engine.core.step import EngineError
         try:
             save_metrics(args.json, report)
         except EngineError as err:

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from engine.step import EngineError
+from engine.core.step import EngineError
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Claim:
 
 def momentum_beats_naive(quick: bool) -> Outcome:
     """Soft Diffusion: momentum sampling is far better than naive at equal NFE."""
-    from engine.evaluate import evaluate
+    from engine.evaluation.evaluate import evaluate
 
     n, nfe = (100, 10) if quick else (1000, 50)
     report, _ = evaluate("generate", ["momentum@soft-blur", "naive@soft-blur"], n_images=n, nfe=nfe)
@@ -51,7 +51,7 @@ def covariance_error(method: str, prior, rng, nfe: int) -> float:
     p_1 of a Gaussian ``prior`` against the prior's own (soft_diffusion.md, "Tests")."""
     import torch
 
-    from engine import registry
+    from engine.core import registry
 
     info = registry.get(method)
     params = registry.make_params(info.params, {"nfe": nfe, "final": "prior"})
@@ -67,8 +67,8 @@ def momentum_beats_naive_exact(quick: bool) -> Outcome:
     import torch
 
     from engine.priors.exact import smooth_gaussian_4px
-    from engine.rng import SampleRNG
-    from engine.schedules import SoftBlurSchedule
+    from engine.core.rng import SampleRNG
+    from engine.core.schedules import SoftBlurSchedule
 
     n, nfe = (500, 50) if quick else (4000, 200)
     prior = smooth_gaussian_4px(SoftBlurSchedule(blur_max=2.0))
@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
     rows = run_claims(args.quick)
     print(format_table(rows))
     if args.json:
-        from engine.export import save_metrics
+        from engine.io.export import save_metrics
         try:
             save_metrics(args.json, {"quick": args.quick, "claims": rows})
         except EngineError as err:

@@ -4,7 +4,7 @@ Measures a shipped diffusion model's quality for its model card: test-set denois
 PSNR (`engine.train.diffusion.measure`: one network evaluation at the matching noise
 level, σ = 0.05 and 0.1 for VP, 0.05 for the Soft Diffusion noise stage) and FD-FMNIST
 of ``--samples`` unconditional samples at ``--nfe`` with the sampler that drew its
-training grids (through `engine.evaluate`, so the figure is the eval suite's).
+training grids (through `engine.evaluation.evaluate`, so the figure is the eval suite's).
 ``--write`` stores the numbers, with the command and its wall time, under
 ``"quality"`` in the model's config.json.
 """
@@ -16,10 +16,10 @@ import json
 import shlex
 import time
 
-from engine.step import EngineError
+from engine.core.step import EngineError
 
 def measure_card(model: str, samples: int, nfe: int, method: str | None) -> dict:
-    from engine.evaluate import evaluate
+    from engine.evaluation.evaluate import evaluate
     from engine.priors.catalog import MODELS_DIR
     from engine.train.diffusion import FAMILIES, measure
 

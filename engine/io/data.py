@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.step import BadInputError
+from engine.core.step import BadInputError
 
 DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
-SAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "samples"
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
 CLASS_NAMES = ("t-shirt", "trouser", "pullover", "dress", "coat",
                "sandal", "shirt", "sneaker", "bag", "ankle-boot")
 DEMO_SIZE, DEMO_SEED = 64, 2024
@@ -123,6 +123,6 @@ def demo_images(samples_dir: Path = SAMPLES_DIR) -> tuple[torch.Tensor, torch.Te
     path = samples_dir / "demo.safetensors"
     if not path.exists():
         raise BadInputError(f"demo set {path} is missing; rebuild it with "
-                            "engine.data.build_demo_set()")
+                            "engine.io.data.build_demo_set()")
     tensors = load_file(str(path))
     return tensors["images"].float() / 255.0, tensors["labels"].long()

@@ -22,11 +22,12 @@ import numpy as np
 import torch
 
 import engine
-from engine import metrics, registry
-from engine.operators import Degradation
+from engine.evaluation import metrics
+from engine.core import registry
+from engine.core.operators import Degradation
 from engine.priors.catalog import load_prior
-from engine.rng import SampleRNG
-from engine.step import BadInputError, Step, check_finite
+from engine.core.rng import SampleRNG
+from engine.core.step import BadInputError, Step, check_finite
 
 TRAJECTORY_FRAMES = 128  # bounded ring of thumbnails (DESIGN §3)
 
@@ -40,7 +41,7 @@ class Request:
     seed: int = 0  # sample k uses seed + k
     n: int = 1
     measurement_seed: int = 0  # seed of the measurement noise ε in y
-    latent_seed: int | None = None  # second latent for the latent slider (engine.rng)
+    latent_seed: int | None = None  # second latent for the latent slider (engine.core.rng)
     latent_mix: float = 0.0  # 0 = own latent, 1 = latent of latent_seed + k
     device: str = "cpu"
     source: str = ""  # where the image came from (recipe only)

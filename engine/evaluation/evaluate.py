@@ -32,10 +32,12 @@ from dataclasses import dataclass
 
 import torch
 
-from engine import metrics, registry
-from engine.jobs import Job, Request
-from engine.operators import Degradation
-from engine.step import EngineError
+from engine.evaluation import metrics
+
+from engine.core import registry
+from engine.core.jobs import Job, Request
+from engine.core.operators import Degradation
+from engine.core.step import EngineError
 
 MIN_FD_SAMPLES = 100
 FWV_SIGMA = 0.1  # σ of the faithfulness weight, image units [inferred]
@@ -60,7 +62,7 @@ TASKS = {
 
 def test_images(n: int) -> tuple[torch.Tensor, str]:
     """The first n test images: Fashion-MNIST test split if installed, else the demo set."""
-    from engine.data import demo_images, load_fashion_mnist
+    from engine.io.data import demo_images, load_fashion_mnist
 
     try:
         images, source = load_fashion_mnist("test")[0], "fashion-mnist test split"
@@ -191,7 +193,7 @@ def main(argv: list[str]) -> int:
         with tqdm(total=len(methods), file=sys.stderr, unit="method", delay=1.0) as bar:
             report, pictures = evaluate(args.task, methods, args.n_images, args.samples,
                                         args.nfe, args.seed, progress=lambda m: bar.update(1))
-        from engine.export import save_grid, save_metrics
+        from engine.io.export import save_grid, save_metrics
         save_metrics(args.json, report)
         if args.grid and pictures:
             rows = list(pictures.values())

@@ -21,11 +21,11 @@ import time
 
 import torch
 
-from engine.jobs import Job, Request
+from engine.core.jobs import Job, Request
 from engine.priors.catalog import load_prior
-from engine.rng import SampleRNG
+from engine.core.rng import SampleRNG
 from engine.samplers.common import sample_p1
-from engine.step import BadInputError
+from engine.core.step import BadInputError
 
 
 def diffusers_scheduler(steps: int):

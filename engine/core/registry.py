@@ -8,7 +8,7 @@ A method is a generator function with one signature::
 * ``measurement``: a `Measurement` (y, operator, σ_y, all in the prior's data range)
   or None for unconditional generation;
 * ``params``: an instance of the method's parameter dataclass;
-* ``rng``: a `engine.rng.SampleRNG`; the batch size is ``len(rng)``.
+* ``rng``: a `engine.core.rng.SampleRNG`; the batch size is ``len(rng)``.
 
 The GUI builds its forms and the CLI its options from the parameter dataclasses: each
 field is declared with `param` (default, range, help, choices). Adding a method is one
@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from engine.operators import Operator
-from engine.step import BadInputError, Step
+from engine.core.operators import Operator
+from engine.core.step import BadInputError, Step
 
 # Modules whose import registers methods (later families append here).
 METHOD_MODULES = (
@@ -130,7 +130,7 @@ class MethodInfo:
             raise BadInputError(f"{self.name} works with {'/'.join(self.schedules)} priors, "
                                 f"not with {prior.name} ({prior.schedule.kind})")
         if measurement is not None and not self.supports(measurement.operator):
-            from engine.step import UnsupportedOperatorError
+            from engine.core.step import UnsupportedOperatorError
             raise UnsupportedOperatorError(
                 f"{self.name} cannot restore {measurement.operator.describe()}")
 

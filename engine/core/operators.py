@@ -35,7 +35,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from engine.step import BadInputError
+from engine.core.step import BadInputError
 
 Shape = tuple[int, ...]
 

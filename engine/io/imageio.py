@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from engine.step import BadInputError
+from engine.core.step import BadInputError
 
 MAX_SIDE = 16384
 MAX_PIXELS = 40_000_000

@@ -57,9 +57,9 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from engine.operators import Blur
-from engine.schedules import NO_BLUR, SoftBlurSchedule
-from engine.step import BadInputError, EngineError
+from engine.core.operators import Blur
+from engine.core.schedules import NO_BLUR, SoftBlurSchedule
+from engine.core.step import BadInputError, EngineError
 
 DEFAULT_LEVELS, DEFAULT_PATH, DEFAULT_IMAGES = 128, 32, 256
 TIE_TOLERANCE = 1e-6  # path lengths this close (relative to max M) are equal
@@ -200,7 +200,7 @@ def mse_matching_schedule(images: torch.Tensor, levels, path_nodes: int,
 
 def training_images(n_images: int, seed: int) -> torch.Tensor:
     """A seeded subset of Fashion-MNIST train (the demo set if it is not installed)."""
-    from engine import data
+    from engine.io import data
 
     try:
         images, _ = data.load_fashion_mnist("train")
@@ -228,7 +228,7 @@ def compute_schedule(corruption: str = "blur", levels: int = DEFAULT_LEVELS,
     """
     if corruption != "blur":
         raise BadInputError(f"W2 schedules are implemented for blur only, not {corruption!r}")
-    from engine.data import to_model_range
+    from engine.io.data import to_model_range
 
     if path < 2:
         raise BadInputError(f"a schedule path needs at least 2 nodes, got {path}")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
-from engine.step import BadInputError, EngineError
+from engine.core.step import BadInputError, EngineError
 
 RECIPE_KEY = "restoration-studio-recipe"
 
