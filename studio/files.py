@@ -52,7 +52,10 @@ class FileMenuMixin:
             self.messages.warning(f"Restored the settings of {Path(path).name}; its source "
                                   f"image {source!r} is not available, so the current image is kept.")
             return True
-        self.messages.info(f"Restored the settings of {Path(path).name}.")
+        legacy = (" Its measurement noise uses the legacy scheme v1 (shared with sample k when "
+                  "seed + k = measurement seed), as recorded, so the result reproduces."
+                  if self.state.degradation.measurement_noise == "v1" else "")
+        self.messages.info(f"Restored the settings of {Path(path).name}.{legacy}")
         return True
 
     def _redraw(self, source: str) -> None:

@@ -89,7 +89,7 @@ class MainWindow(FileMenuMixin, QMainWindow):
         self.badge_debouncer.setTimeout(BADGE_DELAY_MS)
         self.badge_debouncer.triggered.connect(self._update_preview_badge)
         self._preview = None  # (operator, y, x) of the last preview, for the badge
-        self._noise_cache = (None, None)  # ((seed, shape), ε): ε is redrawn only when they change
+        self._noise_cache = (None, None)  # ((seed, scheme, shape), ε): redrawn only when they change
         self._connect()
         self.setAcceptDrops(True)
         self.resize(1440, 920)
@@ -329,11 +329,11 @@ class MainWindow(FileMenuMixin, QMainWindow):
             f"{model} · y is {w}×{h}×{c} · spec <tt>{degradation.spec()}</tt>")
 
     def _measurement_noise(self, shape: tuple[int, ...]):
-        from engine.core.rng import SampleRNG
+        from engine.core.rng import measurement_noise
 
-        key = (self.state.degradation.measurement_seed, shape)
+        key = (self.state.degradation.measurement_seed, self.state.degradation.measurement_noise, shape)
         if self._noise_cache[0] != key:
-            self._noise_cache = (key, SampleRNG(key[0], 1).randn(*shape[1:]))
+            self._noise_cache = (key, measurement_noise(key[0], shape[1:], key[1]))
         return self._noise_cache[1]
 
     def _update_preview_badge(self) -> None:

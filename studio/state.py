@@ -22,8 +22,11 @@ Decisions:
   conversion a model needs is done when a request is built (`working_image`), so the
   note saying what was converted is computed in one place.
 * Recipes: `to_recipe` writes the keys `Job.recipe` writes (method, model, params,
-  seed, n, measurement_seed, degradation spec, source, device, latent seed and mix);
-  `apply_recipe` reads them back. Keys it does not know (versions, rng_device, dtype) are ignored. The
+  seed, n, measurement_seed, degradation spec, source, device, latent seed and mix,
+  and the measurement-noise scheme); `apply_recipe` reads them back. A job's recipe from
+  before the scheme was recorded is reproduced with the legacy scheme "v1"
+  (`engine.core.rng.recipe_measurement_noise`); the scheme then stays with the
+  settings until another recipe is opened. Keys it does not know (versions, rng_device, dtype) are ignored. The
   source is restored by `load_source` when it names a demo image or a file that
   exists; otherwise the current image stays and the caller is told.
 * Engine imports are local to functions: importing this module must not import torch
@@ -64,6 +67,7 @@ class DegradationState:
     mask_seed: int = 0
     grayscale: bool = False
     measurement_seed: int = 0
+    measurement_noise: str | None = None  # its scheme (engine.core.rng); None = current
 
     events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor()
 
@@ -122,6 +126,7 @@ class StudioState:
         m = self.method
         return {"method": m.method, "model": m.model, "params": dict(m.params),
                 "seed": m.seed, "n": m.n, "measurement_seed": self.degradation.measurement_seed,
+                "measurement_noise": self.degradation.measurement_noise,
                 "degradation": self.degradation.spec(), "source": self.source.name,
                 "device": m.device, "latent_seed": m.latent_seed, "latent_mix": m.latent_mix}
 
@@ -133,6 +138,7 @@ class StudioState:
         """
         from engine.core import registry
         from engine.core.operators import Degradation
+        from engine.core.rng import recipe_measurement_noise
         from engine.core.step import BadInputError
 
         if not isinstance(recipe, dict):
@@ -143,6 +149,7 @@ class StudioState:
             params = dict(recipe.get("params") or {})
             seed, n = int(recipe.get("seed", 0)), int(recipe.get("n", 1))
             measurement_seed = int(recipe.get("measurement_seed", 0))
+            measurement_noise = recipe_measurement_noise(recipe)
             latent_seed = int(recipe.get("latent_seed") or 1)
             latent_mix = float(recipe.get("latent_mix") or 0.0)
             if not 0.0 <= latent_mix <= 1.0:
@@ -155,6 +162,7 @@ class StudioState:
         for name, value in degradation.as_dict().items():
             setattr(self.degradation, name, value)
         self.degradation.measurement_seed = measurement_seed
+        self.degradation.measurement_noise = measurement_noise
         self.method.method, self.method.model = method, model
         self.method.params, self.method.seed, self.method.n = params, seed, n
         self.method.device = str(recipe.get("device") or "cpu")
@@ -196,6 +204,7 @@ class StudioState:
         return Request(method=f"{name}@{model}" if model else name, image=image,
                        degradation=degradation, params=params, seed=int(changes.get("seed", m.seed)),
                        n=m.n if n is None else n, measurement_seed=self.degradation.measurement_seed,
+                       measurement_noise=self.degradation.measurement_noise,
                        device=m.device, source=self.source.name,
                        latent_seed=m.latent_seed if m.latent_mix > 0 else None,
                        latent_mix=m.latent_mix)

@@ -68,11 +68,57 @@ def test_load_from_a_folder_of_idx_files(tmp_path, images):
     assert y.dtype == torch.int64 and y.tolist() == [3, 1, 4, 1, 5]
 
 
-def test_missing_dataset_names_the_package(tmp_path):
-    with pytest.raises(BadInputError, match="dataset-fashion-mnist"):
+def write_fashion_mnist(folder, n=5):
+    """The four upstream IDX files (gzipped), n random images per split."""
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for split in ("train", "t10k"):
+        pixels = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        (folder / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(pixels)))
+        (folder / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    return folder
+
+
+def test_missing_dataset_says_how_to_get_it_in_one_line(tmp_path):
+    with pytest.raises(BadInputError) as err:
         data.load_fashion_mnist("train", tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path) in message
+    assert "apt-get install dataset-fashion-mnist" in message  # Debian
+    assert "--data DIR" in message and "FASHION_MNIST_DIR=DIR" in message  # anywhere else
     with pytest.raises(BadInputError, match="split"):
         data.load_fashion_mnist("validation", tmp_path)
+
+
+def test_the_environment_variable_chooses_the_folder_and_an_explicit_one_wins(tmp_path, monkeypatch):
+    folder = write_fashion_mnist(tmp_path / "fmnist", n=3)
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(folder))
+    assert data.data_dir() == folder and data.fashion_mnist_available()
+    x, y = data.load_fashion_mnist("train")
+    assert x.shape == (3, 1, 28, 28) and y.shape == (3,)
+    assert not data.fashion_mnist_available(tmp_path)  # explicit folder beats the variable
+    monkeypatch.delenv(data.DATA_DIR_ENV)
+    assert data.data_dir() == data.DEFAULT_DATA_DIR
+
+
+def test_the_suite_runs_without_the_dataset():
+    """tests/conftest.py hides Fashion-MNIST from every test not marked ``dataset``."""
+    assert not data.fashion_mnist_available()
+    with pytest.raises(BadInputError, match="FASHION_MNIST_DIR"):
+        data.load_fashion_mnist("test")
+
+
+def test_train_reads_the_folder_given_with_data(tmp_path, capsys):
+    from engine.train import main
+
+    out = tmp_path / "run"
+    assert main(["vp", "--steps", "1", "--out", str(out), "--quiet", "--threads", "1"]) == 2
+    assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().out
+    folder = write_fashion_mnist(tmp_path / "fmnist", n=4)
+    assert main(["features", "--data", str(folder), "--steps", "1", "--batch", "4",
+                 "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    assert (out / "model.safetensors").exists()
 
 
 def test_demo_set_is_balanced_and_in_range():
@@ -95,8 +141,7 @@ def test_demo_gallery_pngs_match_the_demo_set():
         np.testing.assert_array_equal(pixels, (x[k, 0] * 255).round().to(torch.uint8).numpy())
 
 
-@pytest.mark.skipif(not (data.DEFAULT_DATA_DIR / "t10k-labels-idx1-ubyte.gz").exists(),
-                    reason="Fashion-MNIST not installed")
+@pytest.mark.dataset
 def test_demo_set_comes_from_the_test_split():
     test_x, test_y = data.load_fashion_mnist("test")
     x, y = data.demo_images()

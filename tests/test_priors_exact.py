@@ -84,18 +84,28 @@ def test_tweedie_on_the_28px_demo_prior():
 
 @pytest.mark.parametrize("corruption", ["blur", "mask", "scale", "masked-blur"])
 def test_gaussian_marginal_matches_monte_carlo(corruption):
-    """p_t = N(C μ, C Σ Cᵀ + σ² I): checked against 20 000 forward samples."""
+    """p_t = N(C μ, C Σ Cᵀ + σ² I): checked against 20 000 forward samples.
+
+    Spread over 10 seeds: largest |mean error| of the 16 pixels, in standard errors,
+    1.19 ± 0.32 … 2.05 ± 0.49 (scale) (bound 5: ≥ 6 sd); covariance error 0.013 ±
+    0.004 … 0.028 ± 0.002 (bound 0.05: ≥ 8 sd).
+    """
     schedule, t = CORRUPTIONS[corruption]
     prior = make_prior("gaussian", schedule)
     x = corrupted_samples(prior, t, 20000, seed=1).reshape(20000, D)
     mean, cov = prior.marginal(t)
-    assert (x.mean(0) - mean).abs().max() < 4 * math.sqrt(cov.diagonal().max() / 20000)
+    assert (x.mean(0) - mean).abs().max() < 5 * math.sqrt(cov.diagonal().max() / 20000)
     assert torch.linalg.norm(torch.cov(x.T) - cov) / torch.linalg.norm(cov) < 0.05
 
 
 @pytest.mark.parametrize("corruption", ["blur", "masked-blur"])
 def test_gaussian_posterior_mean_is_the_best_linear_estimate(corruption):
-    """E[x0|x_t] minimises the mean squared error: no linear correction improves it."""
+    """E[x0|x_t] minimises the mean squared error: no linear correction improves it.
+
+    A least-squares fit of 17 features to 20 000 residuals explains ≈ 17/20 000 = 8.5e-4
+    of them by chance alone: measured over 10 seeds 8.8e-4 ± 0.75e-4 (blur) and 9.2e-4 ±
+    0.75e-4 (masked blur). Bound 1.5e-3: ≥ 7.7 sd (1e-3 was 1.1 sd from the mean).
+    """
     schedule, t = CORRUPTIONS[corruption]
     prior = make_prior("gaussian", schedule)
     g = torch.Generator().manual_seed(2)
@@ -104,7 +114,7 @@ def test_gaussian_posterior_mean_is_the_best_linear_estimate(corruption):
     error = (x0 - prior.denoise(x_t, t)).reshape(20000, D)
     features = torch.cat([x_t.reshape(20000, D), torch.ones(20000, 1, dtype=F64)], 1)
     correction = torch.linalg.lstsq(features, error).solution
-    assert (features @ correction).pow(2).mean() < 1e-3 * error.pow(2).mean()
+    assert (features @ correction).pow(2).mean() < 1.5e-3 * error.pow(2).mean()
 
 
 def test_empirical_prior_limits():
@@ -122,6 +132,9 @@ def test_dense_matrix_applies_the_operator():
 
 
 def test_mixture_samples_and_colour_stats_match_monte_carlo():
+    """Spread over 10 seeds: |colour mean error| 0.0018 ± 0.0010, |colour std error|
+    0.0012 ± 0.0010 (bounds 0.02: ≥ 18 sd); largest pixel mean error 0.0089 ± 0.0039
+    (bound 0.03: 5.4 sd)."""
     prior = make_prior("gmm", VPSchedule())
     x = prior.sample(40000, torch.Generator().manual_seed(3))
     colours = x.mean((2, 3))[:, 0]
@@ -139,6 +152,8 @@ def test_exact_final_draws_are_per_sample():
 
 
 def test_presets():
+    """Spread over 10 seeds: |mean radius − 2| 0.0030 ± 0.0013 (bound 0.02: 13 sd);
+    |correlation − 0.8| 0.0017 ± 0.0015 (bound 0.01: 5.5 sd)."""
     assert {"ring8", "gaussian2d", "empirical-vp", "empirical-soft-blur"} <= set(EXACT_PRIORS)
     ring = load_prior("ring8")
     radius = ring.sample(4000, torch.Generator().manual_seed(0)).flatten(1).norm(dim=1)

@@ -154,13 +154,21 @@ EIGHT_POINT_RUNS = [(VESchedule(0.01, 10.0), name) for name in ("momentum", "pf-
 
 @pytest.mark.parametrize("schedule,name", EIGHT_POINT_RUNS)
 def test_eight_point_prior_lands_on_points_uniformly(schedule, name):
+    """Samples land on the points (distances in units of σ_0 √d) and evenly among them.
+
+    Spread over 10 seeds, per case (mean ± sd): mean distance 0.99 ± 0.007 … 1.34 ± 0.008
+    (bound 1.5: ≥ 19 sd); largest distance 1.63 ± 0.05 … 2.16 ± 0.08, worst sd
+    soft-blur ddim 1.91 ± 0.18 (bound 3.0: ≥ 6 sd). The χ² p-value is uniform when
+    landing is even (measured mean 0.46, smallest 3.9e-4 in 60 runs), so its bound is
+    a false-alarm rate: 1e-5; one point with twice its share gives p ≈ 1e-20.
+    """
     images = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(4), dtype=F64) * 2 - 1
     prior = EmpiricalPrior(images, schedule)  # points ≥ 1.6 apart
     x = run(name, prior, BatchRNG(1, 800), nfe=100, final="prior")[-1].x0_hat.flatten(1)
     nearest, index = torch.cdist(x, images.flatten(1)).min(1)
     floor = schedule.sigma(0.0) * math.sqrt(16)  # σ_0 √d
-    assert nearest.mean() < 1.5 * floor and nearest.max() < 2.5 * floor
-    assert chisquare(torch.bincount(index, minlength=8).numpy()).pvalue > 0.01
+    assert nearest.mean() < 1.5 * floor and nearest.max() < 3.0 * floor
+    assert chisquare(torch.bincount(index, minlength=8).numpy()).pvalue > 1e-5
 
 
 @pytest.mark.parametrize("name,nfe", [("ddpm", 250), ("ddim", 200), ("momentum", 200),
@@ -174,7 +182,10 @@ def test_vp_samplers_reproduce_a_gaussian(name, nfe):
 
 
 def test_refined_final_distribution_matches_forward_x1_better_than_paper():
-    """soft_diffusion.md: compare p_1 draws with forward x_1 = C_1 x0 + σ_1 ε per pixel."""
+    """soft_diffusion.md: compare p_1 draws with forward x_1 = C_1 x0 + σ_1 ε per pixel.
+
+    Spread over 10 seeds: refined 0.020 ± 0.004 (bound 0.05: 8 sd), paper 0.295 ± 0.011.
+    """
     prior = load_prior("empirical-soft-blur")
     forward = prior.schedule.corruption(1.0).forward(prior.images).mean(0)
     errors = {}
@@ -200,6 +211,10 @@ def posterior(prior: GaussianPrior, A: torch.Tensor, y: torch.Tensor, sigma_y: f
     ("momentum", SOFT_4PX, 0.05, 100),  # the noise stage: the VE reverse SDE
 ])
 def test_sdedit_restoring_noise_samples_the_posterior(name, schedule, sigma_y, nfe):
+    """Spread over 10 seeds (instance and sampler): largest |mean error| in standard
+    errors 2.10 ± 0.43 … 2.14 ± 0.60 (bound 5: ≥ 4.7 sd); covariance error 0.066 ±
+    0.005 (ddpm), 0.073 ± 0.006 (momentum, VP), 0.082 ± 0.005 (momentum, soft-blur)
+    (bound 0.15: ≥ 11 sd)."""
     prior, n = gaussian_4px(schedule), 3000
     g = torch.Generator().manual_seed(5)
     x0 = prior.sample(1, g)
@@ -215,7 +230,11 @@ def test_sdedit_restoring_noise_samples_the_posterior(name, schedule, sigma_y, n
     (SOFT_4PX, Blur(0.8), 0.1), (SOFT_4PX, Blur(0.8), 0.04), (SoftMaskSchedule(), Mask("frame", 0.5), 0.1),
     (VPSchedule(), Identity(), 0.3), (VPSchedule(), Scale(0.5), 0.2)])
 def test_start_is_an_exact_draw_of_x_t(schedule, op, sigma_y):
-    """y = A x0 + σ_y ε becomes x_t = C_t x0 + σ_t η (fresh noise tops up σ_y to σ_t)."""
+    """y = A x0 + σ_y ε becomes x_t = C_t x0 + σ_t η (fresh noise tops up σ_y to σ_t).
+
+    Spread over 10 seeds, every case alike: largest |mean of η| 0.015 ± 0.0034 (bound
+    0.04: 7 sd); covariance error 0.029 ± 0.002 (bound 0.06: 15 sd).
+    """
     n, g = 20000, torch.Generator().manual_seed(8)
     prior = gaussian_4px(schedule)
     x0 = prior.sample(1, g)

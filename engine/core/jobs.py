@@ -26,7 +26,7 @@ from engine.evaluation import metrics
 from engine.core import registry
 from engine.core.operators import Degradation
 from engine.priors.catalog import load_prior
-from engine.core.rng import SampleRNG
+from engine.core.rng import MEASUREMENT_NOISE, SampleRNG, measurement_noise
 from engine.core.step import BadInputError, Step, check_finite
 
 TRAJECTORY_FRAMES = 128  # bounded ring of thumbnails (DESIGN §3)
@@ -41,6 +41,7 @@ class Request:
     seed: int = 0  # sample k uses seed + k
     n: int = 1
     measurement_seed: int = 0  # seed of the measurement noise ε in y
+    measurement_noise: str | None = None  # its scheme (engine.core.rng); None = current
     latent_seed: int | None = None  # second latent for the latent slider (engine.core.rng)
     latent_mix: float = 0.0  # 0 = own latent, 1 = latent of latent_seed + k
     device: str = "cpu"
@@ -106,7 +107,8 @@ class Job:
         deg, x = self.degradation, self.clean[None]
         op = deg.operator(x.shape[1])
         op.check_input(tuple(x.shape))
-        eps = SampleRNG(self.request.measurement_seed, 1).randn(*op.out_shape(tuple(x.shape))[1:])
+        eps = measurement_noise(self.request.measurement_seed, op.out_shape(tuple(x.shape))[1:],
+                                self.request.measurement_noise)
         y_unit = deg.measure(x, eps)
         # y in model units: A(lo + s·x) + s·σ ε = lo·A(1) + s·y  (A linear)
         scale = self.hi - self.lo
@@ -173,6 +175,7 @@ class Job:
             "method": self.info.name, "model": self.model,
             "params": {k: getattr(self.params, k) for k in vars(self.params)},
             "seed": req.seed, "n": req.n, "measurement_seed": req.measurement_seed,
+            "measurement_noise": req.measurement_noise or MEASUREMENT_NOISE,
             "latent_seed": req.latent_seed, "latent_mix": req.latent_mix,
             "degradation": self.degradation.spec() if self.degradation else None,
             "source": req.source, "device": req.device, "rng_device": "cpu", "dtype": "float32",

@@ -15,11 +15,34 @@ keeping the noise's typical norm. A method whose draws all go through `latent` g
 at mix 1, exactly the run of seed ``latent_seed``. (Restoring from a measurement's own
 noise level, a sampler's start holds no fresh noise, so the slider acts through the
 steps' noise: a deterministic sampler there has no latent to move.)
+
+The *measurement* noise ε of ``y = A x + σ_y ε`` comes from `measurement_noise`, in a
+seed domain of its own, so it is independent of every sample's noise for every pair
+of seeds. Scheme ``"v2"`` (`MEASUREMENT_NOISE`, recorded in each recipe as
+``"measurement_noise"``) draws ε from numpy's PCG64 seeded with
+``SeedSequence(measurement_seed, spawn_key=(MEASUREMENT_DOMAIN,))``: another generator
+family than the samples' torch Mersenne Twisters, reached through a hash of the seed
+and the domain key. (A torch generator in a shifted seed range would not do: torch
+seeds its Mersenne Twister from the low 32 bits only, so ``s`` and ``s + 2³²`` share a
+stream, and any 32-bit value is some sample's seed.) Scheme ``"v1"``, the recipes made
+before the scheme was recorded, drew ε from the torch generator seeded with
+``measurement_seed`` — sample k's own stream whenever ``seed + k == measurement_seed``
+(with the defaults, sample 0's noise *was* the measurement's). It stays available so
+that those recipes reproduce exactly.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
+
+from engine.core.step import BadInputError
+
+MEASUREMENT_NOISE = "v2"  # the scheme new jobs use (module doc)
+MEASUREMENT_SCHEMES = ("v1", "v2")
+MEASUREMENT_DOMAIN = 1  # SeedSequence spawn key of the measurement noise
 
 
 class SampleRNG:
@@ -76,3 +99,33 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
     mixed = torch.where(theta > 1e-6, (torch.sin((1 - w) * theta) * fa + torch.sin(w * theta) * fb) / sin,
                         (1 - w) * fa + w * fb)
     return mixed.to(a.dtype).reshape(a.shape)
+
+
+def measurement_noise(seed: int, shape: tuple[int, ...], scheme: str | None = None,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The ε of ``y = A x + σ_y ε`` for measurement seed ``seed``: a ``(1, *shape)``
+    standard normal draw in ``scheme`` (None: `MEASUREMENT_NOISE`; module doc)."""
+    scheme = check_scheme(scheme) or MEASUREMENT_NOISE
+    if scheme == "v1":
+        return SampleRNG(seed, 1, dtype=dtype).randn(*shape)
+    entropy = int(seed) % 2**64  # negative seeds wrap as torch's do
+    stream = np.random.Generator(np.random.PCG64(
+        np.random.SeedSequence(entropy, spawn_key=(MEASUREMENT_DOMAIN,))))
+    return torch.from_numpy(stream.standard_normal((1, *shape))).to(dtype)
+
+
+def recipe_measurement_noise(recipe: dict[str, Any]) -> str | None:
+    """The scheme to reproduce a recipe's measurement noise with, None for the current one:
+    its ``"measurement_noise"``; "v1" for a job's recipe from before that key (it records
+    ``"versions"``); None for settings without it that never ran."""
+    scheme = recipe.get("measurement_noise")
+    if scheme is None and "versions" in recipe:
+        return "v1"
+    return None if check_scheme(scheme) == MEASUREMENT_NOISE else scheme
+
+
+def check_scheme(scheme: str | None) -> str | None:
+    if scheme is not None and scheme not in MEASUREMENT_SCHEMES:
+        raise BadInputError(f"unknown measurement-noise scheme {scheme!r} (this version knows "
+                            f"{', '.join(MEASUREMENT_SCHEMES)})")
+    return scheme

@@ -61,15 +61,17 @@ TASKS = {
 
 
 def test_images(n: int) -> tuple[torch.Tensor, str]:
-    """The first n test images: Fashion-MNIST test split if installed, else the demo set."""
-    from engine.io.data import demo_images, load_fashion_mnist
+    """The first n test images: Fashion-MNIST test split if installed, else the demo set
+    (up to its 64 images; more is an error that says how to get the dataset)."""
+    from engine.io.data import HOW_TO_GET, demo_images, load_fashion_mnist
 
     try:
         images, source = load_fashion_mnist("test")[0], "fashion-mnist test split"
     except EngineError:
         images, source = demo_images()[0], "bundled demo set"
     if n > len(images):
-        raise EngineError(f"only {len(images)} test images available ({source}), asked for {n}")
+        hint = f"; for more, {HOW_TO_GET}" if source == "bundled demo set" else ""
+        raise EngineError(f"only {len(images)} test images available ({source}), asked for {n}{hint}")
     return images[:n], source
 
 
@@ -147,7 +149,7 @@ def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
         raise EngineError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
     net = feature_network()
     spec = TASKS[task].degradation
-    images, source = test_images(max(n_images, MIN_FD_SAMPLES) if spec is None else n_images)
+    images, source = test_images(n_images)  # generate: the FD reference (from MIN_FD_SAMPLES up)
     results, pictures = {}, {}
     for method in methods:
         try:

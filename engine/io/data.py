@@ -2,10 +2,14 @@
 
 Decisions:
 
-* Fashion-MNIST comes from Debian's ``dataset-fashion-mnist`` package
-  (``/usr/share/datasets/fashion-mnist/*.gz``) or any folder holding the four IDX files
-  (gzipped or plain). Images are returned in image units: float32 ``(N, 1, 28, 28)`` in
-  [0, 1], native 28×28, no padding.
+* Fashion-MNIST is read from one folder holding the four IDX files as distributed
+  upstream (``train-images-idx3-ubyte.gz`` …, gzipped or plain), chosen by `data_dir`:
+  an explicit folder (``engine train --data DIR``), else ``$FASHION_MNIST_DIR``, else
+  the path of Debian's ``dataset-fashion-mnist`` package. Every loader goes through
+  `load_fashion_mnist`, so the variable reaches all of them (training, model cards,
+  eval, W2 schedules). A missing dataset is a one-line `BadInputError` saying both ways
+  to get it. Images are returned in image units: float32 ``(N, 1, 28, 28)`` in [0, 1],
+  native 28×28, no padding.
 * The demo set (``assets/samples/``) is 64 *test* images, 6–7 per class, chosen by a
   fixed rule (`DEMO_SEED`) so the app runs without the dataset installed. It is stored
   once as ``demo.safetensors`` (uint8 images + labels) and as small PNGs
@@ -17,6 +21,7 @@ Decisions:
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +29,12 @@ import torch
 
 from engine.core.step import BadInputError
 
-DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
+DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian: dataset-fashion-mnist
+DATA_DIR_ENV = "FASHION_MNIST_DIR"
+HOW_TO_GET = ("install it ('apt-get install dataset-fashion-mnist' on Debian) or download the "
+              "four IDX files (train-images-idx3-ubyte.gz, …) from "
+              "https://github.com/zalandoresearch/fashion-mnist into a folder and pass "
+              f"--data DIR or set {DATA_DIR_ENV}=DIR")
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
 CLASS_NAMES = ("t-shirt", "trouser", "pullover", "dress", "coat",
                "sandal", "shirt", "sneaker", "bag", "ankle-boot")
@@ -59,26 +69,40 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def _find(data_dir: Path, stem: str) -> Path:
-    for name in (stem + ".gz", stem):
-        if (data_dir / name).exists():
-            return data_dir / name
-    raise BadInputError(f"Fashion-MNIST file {stem}(.gz) not found in {data_dir}; install "
-                        "the Debian package 'dataset-fashion-mnist' or pass a folder "
-                        "holding the four IDX files")
+def data_dir(folder: str | Path | None = None) -> Path:
+    """Where Fashion-MNIST is read from: ``folder``, else ``$FASHION_MNIST_DIR``, else Debian's."""
+    if folder is not None:
+        return Path(folder)
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 
-def load_fashion_mnist(split: str = "train", data_dir: str | Path | None = None
+def _locate(folder: Path, stem: str) -> Path | None:
+    return next((folder / name for name in (stem + ".gz", stem) if (folder / name).exists()), None)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    path = _locate(folder, stem)
+    if path is None:
+        raise BadInputError(f"Fashion-MNIST not found: no {stem}(.gz) in {folder}; {HOW_TO_GET}")
+    return path
+
+
+def fashion_mnist_available(folder: str | Path | None = None) -> bool:
+    """Whether `data_dir` holds all four IDX files."""
+    return all(_locate(data_dir(folder), stem) for stems in _FILES.values() for stem in stems)
+
+
+def load_fashion_mnist(split: str = "train", folder: str | Path | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64)``."""
+    """``(images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64)`` from `data_dir`."""
     if split not in _FILES:
         raise BadInputError(f"unknown split {split!r} (train, test)")
-    data_dir = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
+    folder = data_dir(folder)
     image_stem, label_stem = _FILES[split]
-    images = read_idx(_find(data_dir, image_stem))
-    labels = read_idx(_find(data_dir, label_stem))
+    images = read_idx(_find(folder, image_stem))
+    labels = read_idx(_find(folder, label_stem))
     if images.ndim != 3 or labels.shape != images.shape[:1]:
-        raise BadInputError(f"Fashion-MNIST in {data_dir}: images {images.shape} and "
+        raise BadInputError(f"Fashion-MNIST in {folder}: images {images.shape} and "
                             f"labels {labels.shape} do not match")
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
     return x, torch.from_numpy(labels.astype(np.int64))
@@ -101,12 +125,12 @@ def demo_selection(labels: torch.Tensor, size: int = DEMO_SIZE, seed: int = DEMO
     return torch.stack([shuffled[k % len(CLASS_NAMES)][k // len(CLASS_NAMES)] for k in range(size)])
 
 
-def build_demo_set(out_dir: Path = SAMPLES_DIR, data_dir: str | Path | None = None) -> None:
+def build_demo_set(out_dir: Path = SAMPLES_DIR, folder: str | Path | None = None) -> None:
     """Write ``demo.safetensors`` and the gallery PNGs from the Fashion-MNIST test split."""
     from PIL import Image
     from safetensors.torch import save_file
 
-    images, labels = load_fashion_mnist("test", data_dir)
+    images, labels = load_fashion_mnist("test", folder)
     index = demo_selection(labels)
     pixels = (images[index] * 255).round().to(torch.uint8)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@
 Families: ``vp`` (DDPM ε-prediction), ``soft-blur`` and ``soft-mask`` (Soft Diffusion,
 Soft Score Matching), ``features`` (the Fashion-MNIST classifier behind the perceptual
 and Fréchet metrics). The output directory is a loadable model; ``--resume`` continues
-an interrupted run from its last checkpoint with the same random stream.
+an interrupted run from its last checkpoint with the same random stream. ``--data DIR``
+reads Fashion-MNIST from a folder of the four upstream IDX files (default:
+``$FASHION_MNIST_DIR``, else Debian's ``/usr/share/datasets/fashion-mnist``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--blur-table", type=Path, default=None,
                    help="soft-blur: JSON with a 'blur_table' list, e.g. the output of "
                         "'python -m engine schedule --json FILE' (W2 shortest path)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="folder with the Fashion-MNIST IDX files (default: $FASHION_MNIST_DIR, "
+                        "else /usr/share/datasets/fashion-mnist)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -67,12 +72,13 @@ def main(argv: list[str]) -> int:
         if args.family == "features":
             from engine.train.features import train_features
             settings.steps = args.steps or 3000
-            info = train_features(out, settings, resume=args.resume, progress=not args.quiet)
+            info = train_features(out, settings, data_dir=args.data, resume=args.resume,
+                                  progress=not args.quiet)
         else:
             from engine.train.diffusion import train_diffusion
             settings.steps = args.steps or 4000
             info = train_diffusion(args.family, out, settings, loss=args.loss,
-                                   blur_table=read_blur_table(args.blur_table),
+                                   blur_table=read_blur_table(args.blur_table), data_dir=args.data,
                                    resume=args.resume, progress=not args.quiet)
     except BadInputError as err:
         print(f"error: {err}")

@@ -146,10 +146,11 @@ def model_config(family: str, architecture: UNetConfig, schedule: Schedule, loss
 def train_diffusion(family: str, out: Path, settings: TrainSettings, loss: str = "ssm",
                     architecture: UNetConfig = UNetConfig(), data: torch.Tensor | None = None,
                     blur_table: list[float] | None = None, resume: bool = False,
-                    progress: bool = True, grids: bool = True) -> dict:
+                    progress: bool = True, grids: bool = True, data_dir: Path | None = None) -> dict:
     """Train one diffusion family into ``out`` (a loadable model directory).
 
-    ``data``: training images in [0, 1] (default: the Fashion-MNIST train split);
+    ``data``: training images in [0, 1] (default: the Fashion-MNIST train split, read
+    from ``data_dir`` or `engine.io.data.data_dir`'s default);
     ``blur_table``: the soft-blur family's table of blur levels (see `soft_blur_schedule`).
     """
     if family not in FAMILIES:
@@ -161,7 +162,7 @@ def train_diffusion(family: str, out: Path, settings: TrainSettings, loss: str =
     if blur_table is not None and family != "soft-blur":
         raise BadInputError("a blur table only applies to the soft-blur family")
     schedule = schedule_cls(blur_table) if blur_table is not None else schedule_cls()
-    x0 = to_model_range(load_fashion_mnist("train")[0] if data is None else data)
+    x0 = to_model_range(load_fashion_mnist("train", data_dir)[0] if data is None else data)
     stats = dataset_statistics(x0)
     model = init_network(lambda: UNet(architecture), settings.seed)
     parameters = parameter_count(model)

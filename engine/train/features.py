@@ -38,10 +38,11 @@ def classifier_loss(net: FeatureNet, batch: tuple[torch.Tensor, torch.Tensor],
 def train_features(out: Path, settings: TrainSettings, architecture: FeatureNetConfig = FeatureNetConfig(),
                    data: tuple[torch.Tensor, torch.Tensor] | None = None,
                    test: tuple[torch.Tensor, torch.Tensor] | None = None,
-                   resume: bool = False, progress: bool = True) -> dict:
-    """Train the classifier into ``out``; images in [0, 1] (default: Fashion-MNIST)."""
-    data = data or load_fashion_mnist("train")
-    test = test or load_fashion_mnist("test")
+                   resume: bool = False, progress: bool = True, data_dir: Path | None = None) -> dict:
+    """Train the classifier into ``out``; images in [0, 1] (default: Fashion-MNIST, read
+    from ``data_dir`` or `engine.io.data.data_dir`'s default)."""
+    data = data or load_fashion_mnist("train", data_dir)
+    test = test or load_fashion_mnist("test", data_dir)
     model = init_network(lambda: FeatureNet(architecture), settings.seed)
 
     def write_model(ema_net, info):

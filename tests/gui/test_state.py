@@ -29,6 +29,25 @@ def test_recipe_round_trip_restores_every_setting():
     assert torch.equal(restored.source.image, state.source.image)
 
 
+def test_an_old_exported_recipe_reproduces_its_measurement_noise():
+    """Recipes exported before "measurement_noise" existed used scheme v1 (engine.core.rng)."""
+    from engine.core.jobs import Job
+    from engine.core.rng import SampleRNG
+
+    recipe = Job(configured_state().request()).recipe()
+    assert recipe["measurement_noise"] == "v2"
+    old = {k: v for k, v in recipe.items() if k != "measurement_noise"}
+    state = StudioState()
+    state.apply_recipe(old)
+    job = Job(state.request())
+    assert job.recipe()["measurement_noise"] == "v1"
+    clean = job.clean[None]
+    eps = SampleRNG(11, 1).randn(*job.y_image.shape)
+    torch.testing.assert_close(job.y_image, job.degradation.measure(clean, eps)[0])
+    state.apply_recipe(recipe)  # a current recipe brings the current scheme back
+    assert Job(state.request()).recipe()["measurement_noise"] == "v2"
+
+
 def test_changes_emit_signals_once_per_changed_field():
     state = StudioState()
     seen = []

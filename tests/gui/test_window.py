@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.core.operators import Degradation
-from engine.core.rng import SampleRNG
+from engine.core.rng import measurement_noise
 from studio.views.images import display_array
 
 
@@ -15,7 +15,7 @@ def expected_measurement(image, spec, seed):
     degradation = Degradation.parse(spec)
     x = image[None]
     shape = degradation.operator(x.shape[1]).out_shape(tuple(x.shape))
-    return degradation.measure(x, SampleRNG(seed, 1).randn(*shape[1:]))[0]
+    return degradation.measure(x, measurement_noise(seed, shape[1:]))[0]
 
 
 def start_long_job(window, qtbot, nfe: int, n: int, steps: int):
