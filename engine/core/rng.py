@@ -105,7 +105,7 @@ def measurement_noise(seed: int, shape: tuple[int, ...], scheme: str | None = No
                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The ε of ``y = A x + σ_y ε`` for measurement seed ``seed``: a ``(1, *shape)``
     standard normal draw in ``scheme`` (None: `MEASUREMENT_NOISE`; module doc)."""
-    scheme = check_scheme(scheme) or MEASUREMENT_NOISE
+    scheme = _check_scheme(scheme) or MEASUREMENT_NOISE
     if scheme == "v1":
         return SampleRNG(seed, 1, dtype=dtype).randn(*shape)
     entropy = int(seed) % 2**64  # negative seeds wrap as torch's do
@@ -121,10 +121,10 @@ def recipe_measurement_noise(recipe: dict[str, Any]) -> str | None:
     scheme = recipe.get("measurement_noise")
     if scheme is None and "versions" in recipe:
         return "v1"
-    return None if check_scheme(scheme) == MEASUREMENT_NOISE else scheme
+    return None if _check_scheme(scheme) == MEASUREMENT_NOISE else scheme
 
 
-def check_scheme(scheme: str | None) -> str | None:
+def _check_scheme(scheme: str | None) -> str | None:
     if scheme is not None and scheme not in MEASUREMENT_SCHEMES:
         raise BadInputError(f"unknown measurement-noise scheme {scheme!r} (this version knows "
                             f"{', '.join(MEASUREMENT_SCHEMES)})")
