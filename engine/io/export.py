@@ -1,7 +1,8 @@
 """Exports: sample grids with the recipe embedded, trajectories, metrics tables.
 
 * Grids are PNGs whose ``restoration-studio-recipe`` text chunk (iTXt, UTF-8) holds the
-  full recipe as JSON (method, parameters, seeds, degradation, model, versions);
+  full recipe as JSON (method, parameters, seeds and the measurement-noise scheme —
+  see `engine.core.rng` —, degradation, model, versions);
   `read_recipe` reads it back, and the GUI's "Open recipe" restores the settings.
 * Trajectories: ``.gif`` (Pillow, loops forever) or ``.mp4`` (OpenCV's ``mp4v``).
 * Metrics: ``.json`` or ``.csv``.
