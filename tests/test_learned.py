@@ -39,7 +39,11 @@ def test_shipped_prior_contract(prior):
 
 
 def test_shipped_prior_beats_the_identity_on_noisy_demo_images(prior):
-    """σ = 0.1 in [0, 1] units for VP; the Soft Diffusion noise stage ends at 0.05."""
+    """σ = 0.1 in [0, 1] units for VP; the Soft Diffusion noise stage ends at 0.05.
+
+    Over 10 noise seeds: gain 6.87 ± 0.05 dB (vp), 4.32 ± 0.05 dB (soft-blur) (bound
+    3 dB: ≥ 29 sd); noisy PSNR + 20 log10 σ 1.67 ± 0.02 and 1.50 ± 0.02 (bounds 0, 3).
+    """
     sigma = 0.1 if prior.schedule.kind == "vp" else 0.05
     denoised, noisy = denoising_psnr(prior, demo_images()[0], sigma)
     assert 0 < noisy + 20 * math.log10(sigma) < 3  # clipping the noisy image to [0, 1] helps a little
@@ -65,7 +69,12 @@ def test_eps_and_x0_describe_the_same_state(prior):
 
 
 def test_final_distribution_matches_the_forward_process(prior):
-    """p_1 draws and forward x_1 of demo images agree in mean and spread."""
+    """p_1 draws and forward x_1 of demo images agree in mean and spread.
+
+    Over 10 seeds: |mean difference| 0.0024 ± 0.0022 (vp), 0.0071 ± 0.0062 (soft-blur)
+    (bound 0.05: ≥ 6.9 sd); std ratio − 1: 0.0005 ± 0.005 and 0.031 ± 0.031 (bound
+    0.35: ≥ 10 sd).
+    """
     draws = prior.sample_final(SampleRNG(0, 64))
     assert draws.shape == (64, 1, 28, 28) and torch.isfinite(draws).all()
     x0 = to_model_range(demo_images()[0])
@@ -137,4 +146,6 @@ def test_every_sampler_generates_and_restores_with_the_shipped_model(model):
     assert len(ran) >= 5 and "ddim" in ran
     restored = Job(Request(method=f"ddim@{model}", image=image, params={"nfe": 5},
                            degradation=Degradation.parse(measured), n=1, seed=0)).run()
-    assert restored.metrics["psnr"] > 15  # a real garment back, not noise
+    # a real garment back, not noise: over 10 seeds 30.9 ± 0.4 dB (vp), 16.8 ± 0.34 dB
+    # (soft-blur; bound 15: 5.2 sd)
+    assert restored.metrics["psnr"] > 15
