@@ -5,7 +5,7 @@
 
     {"task", "config", "results": {spec: {"psnr", "ssim", "fd", "perceptual",
                                           "diversity", "fwv", "nfe", "seconds",
-                                          "n_images"}}}
+                                          "n_images", "<metric>_ci", "per_image"}}}
 
 Decisions:
 
@@ -19,6 +19,13 @@ Decisions:
   reported only from `MIN_FD_SAMPLES` images up (a Fréchet distance of a handful of
   points is noise); diversity and FWV need K > 1. A metric that cannot be measured is
   omitted, never faked. seconds = method wall time per image; nfe per sample.
+* Every compared figure carries its 95 % interval as ``<metric>_ci = [low, high]``
+  (`engine.evaluation.uncertainty`): bootstrap over images for the per-image means,
+  bootstrap over samples for FD, disjoint blocks of 64 samples for the diversity of
+  generation. ``per_image`` keeps each image's values so that two methods run on the
+  same images can be compared by a paired bootstrap (claims do).
+* Generation's diversity is the mean over disjoint blocks of 64 samples (all of them,
+  not only the first 64), so its interval comes from the blocks' spread.
 * A method that cannot serve a task gets ``{"error": message}``; the run goes on.
 """
 
@@ -32,7 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.evaluation import metrics
+from engine.evaluation import metrics, uncertainty
 
 from engine.core import registry
 from engine.core.jobs import Job, Request
@@ -113,12 +120,47 @@ def restore_all(spec: str, images: torch.Tensor, degradation: Degradation, sampl
                 result.samples, result.measurement[None], job.measurement.operator, perceptual)
         rows.append(row)
         firsts.append(result.samples[0])
-    summary = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+    per_image = {k: [r[k] for r in rows] for k in rows[0]}
+    summary = summarise(per_image)
     summary["n_images"] = len(images)
     restored = torch.stack(firsts)
     if len(images) >= MIN_FD_SAMPLES:
-        summary["fd"] = metrics.frechet_distance(net.embedding(restored), net.embedding(images))
+        summary.update(fd_with_interval(net.embedding(restored), net.embedding(images)))
     return summary, restored
+
+
+def summarise(per_image: dict[str, list[float]]) -> dict:
+    """Means over images with their bootstrap intervals, and the per-image values."""
+    summary = {}
+    for key, values in per_image.items():
+        summary[key] = sum(values) / len(values)
+        interval = uncertainty.mean_interval(values) if key != "nfe" else None
+        if interval is not None:
+            summary[f"{key}_ci"] = list(interval)
+    summary["per_image"] = {k: v for k, v in per_image.items() if k != "nfe"}
+    return summary
+
+
+def fd_with_interval(features: torch.Tensor, reference: torch.Tensor) -> dict:
+    features, reference = features.double().numpy(), reference.double().numpy()
+    return {"fd": metrics.frechet_distance(features, reference),
+            "fd_ci": list(uncertainty.fd_interval(features, reference))}
+
+
+def block_diversity(samples: torch.Tensor, net) -> dict:
+    """Feature diversity as the mean over disjoint 64-sample blocks, with its interval."""
+    if len(samples) < 2:
+        return {}
+    block = min(uncertainty.DIVERSITY_BLOCK, len(samples))
+    embedding = net.embedding(samples)
+    values = uncertainty.block_values(embedding, lambda e: metrics.diversity(e, features=lambda x: x),
+                                      block)
+    out = {"diversity": sum(values) / len(values)}
+    interval = uncertainty.t_interval(values)
+    if interval is not None:
+        out["diversity_ci"] = list(interval)
+    out["diversity_blocks"] = values
+    return out
 
 
 def generate_all(spec: str, n: int, nfe: int | None, seed: int, net, reference: torch.Tensor
@@ -134,9 +176,9 @@ def generate_all(spec: str, n: int, nfe: int | None, seed: int, net, reference: 
     samples = torch.cat(batches)
     with torch.no_grad():
         summary = {"nfe": nfe_used, "seconds": seconds / n, "n_images": n,
-                   "diversity": metrics.diversity(samples[:64], features=net.embedding)}
+                   **block_diversity(samples, net)}
         if n >= MIN_FD_SAMPLES:
-            summary["fd"] = metrics.frechet_distance(net.embedding(samples), net.embedding(reference))
+            summary.update(fd_with_interval(net.embedding(samples), net.embedding(reference)))
     return summary, samples
 
 
@@ -215,7 +257,8 @@ def format_table(report: dict) -> str:
         if "error" in row:
             lines.append(f"| {method} | " + f"error: {row['error']}" + " |" * len(keys))
             continue
-        cells = [f"{row[k]:.4g}" if isinstance(row.get(k), (int, float)) and not
-                 (isinstance(row[k], float) and math.isnan(row[k])) else "–" for k in keys]
+        cells = [uncertainty.with_interval(row[k], row.get(f"{k}_ci"))
+                 if isinstance(row.get(k), (int, float)) and math.isfinite(row[k]) else "–"
+                 for k in keys]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
