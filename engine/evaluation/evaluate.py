@@ -96,20 +96,23 @@ def faithfulness_weighted_variance(samples: torch.Tensor, y: torch.Tensor, opera
     return float((weights * distance(samples, samples.mean(0, keepdim=True))).mean())
 
 
-def _method_params(spec: str, nfe: int | None) -> dict:
+def _method_params(spec: str, nfe: int | None, extra: dict | None = None) -> dict:
+    """``nfe`` and the ``--param`` values, for the methods whose parameters have them."""
     name, _ = registry.split_spec(spec)
     fields = {f.name for f in dataclasses.fields(registry.get(name).params)}
-    return {"nfe": nfe} if nfe is not None and "nfe" in fields else {}
+    given = {**(extra or {}), **({"nfe": nfe} if nfe is not None else {})}
+    return {k: v for k, v in given.items() if k in fields}
 
 
 def restore_all(spec: str, images: torch.Tensor, degradation: Degradation, samples: int,
-                nfe: int | None, seed: int, net) -> tuple[dict, torch.Tensor]:
+                nfe: int | None, seed: int, net, params: dict | None = None
+                ) -> tuple[dict, torch.Tensor]:
     """Run one method on every image; returns its metric row and the first samples."""
     rows, firsts = [], []
     perceptual = lambda x, ref: metrics.perceptual_distance(x, ref, net.features)
     for i, image in enumerate(images):
         job = Job(Request(method=spec, image=image, degradation=degradation,
-                          params=_method_params(spec, nfe), seed=seed + samples * i,
+                          params=_method_params(spec, nfe, params), seed=seed + samples * i,
                           n=samples, measurement_seed=i, source=f"test:{i}"))
         result = job.run()
         row = {k: result.metrics[k] for k in ("psnr", "ssim", "nfe", "seconds") if k in result.metrics}
@@ -163,12 +166,12 @@ def block_diversity(samples: torch.Tensor, net) -> dict:
     return out
 
 
-def generate_all(spec: str, n: int, nfe: int | None, seed: int, net, reference: torch.Tensor
-                 ) -> tuple[dict, torch.Tensor]:
+def generate_all(spec: str, n: int, nfe: int | None, seed: int, net, reference: torch.Tensor,
+                 params: dict | None = None) -> tuple[dict, torch.Tensor]:
     """Unconditional samples (batches of 100): FD-FMNIST and feature diversity."""
     batches, seconds, nfe_used = [], 0.0, 0
     for start in range(0, n, 100):
-        result = Job(Request(method=spec, params=_method_params(spec, nfe), seed=seed + start,
+        result = Job(Request(method=spec, params=_method_params(spec, nfe, params), seed=seed + start,
                              n=min(100, n - start))).run()
         batches.append(result.samples)
         seconds += result.metrics["seconds"]
@@ -183,8 +186,13 @@ def generate_all(spec: str, n: int, nfe: int | None, seed: int, net, reference: 
 
 
 def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
-             nfe: int | None = None, seed: int = 0, progress=None) -> tuple[dict, dict]:
-    """The eval JSON and, per method, a tensor of images for the optional grid."""
+             nfe: int | None = None, seed: int = 0, progress=None, params: dict | None = None
+             ) -> tuple[dict, dict]:
+    """The eval JSON and, per method, a tensor of images for the optional grid.
+
+    ``params``: extra method parameters (``--param k=0.6``), given to each method whose
+    parameter dataclass has the field and ignored by the others, like ``nfe``.
+    """
     if task not in TASKS:
         raise EngineError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
     net = feature_network()
@@ -196,16 +204,16 @@ def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
             with torch.no_grad():
                 if spec is None:
                     results[method], pictures[method] = generate_all(method, n_images, nfe, seed,
-                                                                     net, images)
+                                                                     net, images, params)
                 else:
                     results[method], pictures[method] = restore_all(
-                        method, images, Degradation.parse(spec), samples, nfe, seed, net)
+                        method, images, Degradation.parse(spec), samples, nfe, seed, net, params)
         except EngineError as err:
             results[method] = {"error": str(err)}
         if progress is not None:
             progress(method)
     config = {"task": task, "degradation": spec, "n_images": n_images, "samples": samples,
-              "nfe": nfe, "seed": seed, "images": source,
+              "nfe": nfe, "params": dict(params or {}), "seed": seed, "images": source,
               "metrics": {"fd": "FD-FMNIST (project feature network)",
                           "perceptual": "normalised multi-layer feature distance"}}
     return {"task": task, "config": config, "results": results}, pictures
@@ -219,6 +227,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--nfe", type=int)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a method parameter, for the methods that have it (e.g. k=0.6)")
     parser.add_argument("--json")
     parser.add_argument("--grid", help="PNG: the first sample of each image, one row per method")
     parser.add_argument("--list-tasks", action="store_true")
@@ -234,7 +244,8 @@ def main(argv: list[str]) -> int:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         with tqdm(total=len(methods), file=sys.stderr, unit="method", delay=1.0) as bar:
             report, pictures = evaluate(args.task, methods, args.n_images, args.samples,
-                                        args.nfe, args.seed, progress=lambda m: bar.update(1))
+                                        args.nfe, args.seed, progress=lambda m: bar.update(1),
+                                        params=registry.parse_params(args.param))
         from engine.io.export import save_grid, save_metrics
         save_metrics(args.json, report)
         if args.grid and pictures:
