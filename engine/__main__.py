@@ -27,16 +27,6 @@ from engine.core.step import EngineError
 EXIT_BAD_INPUT = 2
 
 
-def _parse_params(items: list[str]) -> dict[str, str]:
-    params = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise EngineError(f"--param expects KEY=VALUE, got {item!r}")
-        params[key.strip()] = value.strip()
-    return params
-
-
 def _method_spec(method: str, model: str | None) -> str:
     if model and "@" in method:
         raise EngineError("give the model either as --model or as METHOD@MODEL, not both")
@@ -85,7 +75,9 @@ def cmd_list(args) -> int:
 
 
 def _request_params(args) -> dict:
-    params = _parse_params(args.param)
+    from engine.core.registry import parse_params
+
+    params = parse_params(args.param)
     if args.nfe is not None:
         params["nfe"] = args.nfe
     return params

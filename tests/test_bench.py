@@ -25,13 +25,13 @@ def test_claims_are_pending_until_their_methods_exist(monkeypatch):
         raise EngineError("no model")
 
     def measured(quick):
-        return claims.Outcome("ours 1.0 vs 2.0", holds=quick)
+        return claims.Outcome("ours 1.0 vs 2.0", verdict="holds")
 
     monkeypatch.setattr(claims, "CLAIMS", [
         claims.Claim("runs", "paper 1", measured), claims.Claim("breaks", "paper 2", unavailable),
         claims.Claim("later", "paper 3", None)])
     rows = claims.run_claims(quick=True)
-    assert [r["holds"] for r in rows] == ["yes", "pending", "pending"]
+    assert [r["verdict"] for r in rows] == ["holds", "pending", "pending"]
     assert rows[1]["ours"] == "could not run: no model"
     assert rows[2]["ours"] == "not yet implemented"
     assert claims.format_table(rows).count("\n") == 4
@@ -47,4 +47,4 @@ def test_exact_prior_claim_separates_momentum_from_naive():
     0.056 ± 0.005 (bound 0.10: 9 sd), naive 0.401 ± 0.013 (bound 0.30: 7.7 sd). The
     former 500 samples at 50 NFE measured momentum 0.109 ± 0.025: a coin toss."""
     outcome = claims.momentum_beats_naive_exact(quick=True)
-    assert outcome.holds and "exact prior" in outcome.ours
+    assert outcome.verdict == "holds" and "exact prior" in outcome.ours

@@ -37,6 +37,9 @@ def test_restoration_task_schema_and_keys_as_given():
     assert report["results"]["pinv"]["diversity"] == 0.0
     assert report["results"]["pinv"]["fwv"] == pytest.approx(0.0, abs=1e-9)
     assert report["results"]["ddim@empirical-vp"]["nfe"] == 4
+    row = report["results"]["ddim@empirical-vp"]  # intervals over the two images
+    assert row["psnr_ci"][0] <= row["psnr"] <= row["psnr_ci"][1]
+    assert len(row["per_image"]["psnr"]) == 2 and "nfe_ci" not in row
     # momentum's default model is a learned soft-blur prior; on noise-only data from the
     # bundled demo set it either runs or reports why not — never crashes the run.
     assert set(report["results"]["momentum"]) >= ROW_KEYS or "error" in report["results"]["momentum"]
@@ -53,7 +56,7 @@ def test_a_method_that_cannot_serve_a_task_gets_an_error_entry():
 def test_generate_task_reports_diversity_and_no_psnr():
     report, pictures = evaluate.evaluate("generate", ["ddim@empirical-vp"], n_images=6, nfe=5)
     row = report["results"]["ddim@empirical-vp"]
-    assert set(row) == {"nfe", "seconds", "n_images", "diversity"}
+    assert set(row) == {"nfe", "seconds", "n_images", "diversity", "diversity_blocks"}
     assert row["nfe"] == 5 and row["diversity"] > 0 and pictures["ddim@empirical-vp"].shape[0] == 6
 
 

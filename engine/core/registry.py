@@ -65,6 +65,17 @@ def describe_params(params_cls) -> list[dict]:
     return out
 
 
+def parse_params(items: list[str]) -> dict[str, str]:
+    """``["k=0.6", "nfe=50"]`` (CLI ``--param`` values) → ``{"k": "0.6", "nfe": "50"}``."""
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise BadInputError(f"--param expects KEY=VALUE, got {item!r}")
+        params[key.strip()] = value.strip()
+    return params
+
+
 def make_params(params_cls, values: dict[str, Any] | None):
     """Build and validate a parameter dataclass from loose values (strings allowed)."""
     values = dict(values or {})

@@ -1,11 +1,19 @@
 """Small-scale reproductions of each seed paper's headline claim.
 
 ``python -m engine claims [--quick] [--json OUT]`` prints: claim, paper figure, our
-figure, holds (yes / no / pending). Each claim is one record (`CLAIMS`) with one
-function that measures it through the evaluation suite, so a later method adds a
-record, not a branch. Claims whose methods are not implemented yet stay "pending" —
-never a made-up number. ``--quick`` shrinks sample counts and NFE to a smoke check
-(its figures are not evidence).
+figure with its 95 % interval, and a verdict. Each claim is one record (`CLAIMS`) with
+one function that measures it through the evaluation suite, so a later method adds a
+record, not a branch.
+
+Verdicts (`engine.evaluation.uncertainty`) come from the interval of the *difference*
+the claim is about, oriented so that positive means "as the paper says": "holds",
+"does not hold", or "inconclusive at this size" when the interval straddles 0. Claims
+whose methods are not implemented yet are "pending", never a made-up number.
+``--quick`` shrinks sample counts and NFE to a smoke check; its intervals are wide and
+it says "inconclusive" rather than a wrong verdict where it is too small to decide.
+
+Cost (this 2-core machine): the full run ≈ 8 min (1000 + 1000 soft-blur samples at 50
+NFE dominate); ``--quick`` < 1 min.
 """
 
 from __future__ import annotations
@@ -16,12 +24,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 from engine.core.step import EngineError
+from engine.evaluation import uncertainty
+from engine.evaluation.uncertainty import format_interval
 
 
 @dataclass(frozen=True)
 class Outcome:
     ours: str
-    holds: bool
+    verdict: str  # uncertainty.HOLDS / FAILS / INCONCLUSIVE
 
 
 @dataclass(frozen=True)
@@ -31,55 +41,92 @@ class Claim:
     measure: Callable[[bool], Outcome] | None  # None: the methods do not exist yet
 
 
-def momentum_beats_naive(quick: bool) -> Outcome:
-    """Soft Diffusion: momentum sampling is far better than naive at equal NFE."""
-    from engine.evaluation.evaluate import evaluate
+def sampler_beats_sampler(better: str, worse: str, n: int, nfe: int) -> Outcome:
+    """FD-FMNIST lower *and* diversity higher for ``better`` than ``worse`` (same n, NFE).
 
-    n, nfe = (100, 10) if quick else (1000, 50)
-    report, _ = evaluate("generate", ["momentum@soft-blur", "naive@soft-blur"], n_images=n, nfe=nfe)
-    m, v = report["results"]["momentum@soft-blur"], report["results"]["naive@soft-blur"]
-    for row in (m, v):
+    FD difference: bootstrap over samples with a shared reference resample; diversity
+    difference: Welch interval over disjoint 64-sample blocks.
+    """
+    from engine.evaluation.evaluate import MIN_FD_SAMPLES, evaluate, feature_network, test_images
+
+    report, pictures = evaluate("generate", [better, worse], n_images=n, nfe=nfe)
+    rows = report["results"]
+    for row in rows.values():
         if "error" in row:
             raise EngineError(row["error"])
-    ours = (f"FD-FMNIST {m['fd']:.2f} vs {v['fd']:.2f}, diversity {m['diversity']:.3f} vs "
-            f"{v['diversity']:.3f} ({n} samples, {nfe} NFE)")
-    return Outcome(ours, m["fd"] < v["fd"] and m["diversity"] > v["diversity"])
+    net = feature_network()
+    reference = net.embedding(test_images(max(n, MIN_FD_SAMPLES))[0]).double().numpy()
+    a, b = (net.embedding(pictures[s]).double().numpy() for s in (better, worse))
+    fd_gain = uncertainty.fd_difference_interval(b, a, reference)  # FD(worse) − FD(better)
+    diversity_gain = uncertainty.difference_t_interval(rows[better]["diversity_blocks"],
+                                                       rows[worse]["diversity_blocks"])
+    m, v = rows[better], rows[worse]
+    ours = (f"FD-FMNIST {m['fd']:.1f} vs {v['fd']:.1f} (difference {v['fd'] - m['fd']:.1f}, "
+            f"95 % CI {format_interval(fd_gain)}); diversity {m['diversity']:.2f} vs "
+            f"{v['diversity']:.2f} (difference CI {format_interval(diversity_gain)}); "
+            f"{n} samples, {nfe} NFE")
+    return Outcome(ours, uncertainty.verdict(fd_gain, diversity_gain))
 
 
-def covariance_error(method: str, prior, rng, nfe: int) -> float:
-    """‖Ĉ − Σ‖/‖Σ‖: the covariance of ``len(rng)`` samples of ``method`` from the exact
-    p_1 of a Gaussian ``prior`` against the prior's own (soft_diffusion.md, "Tests")."""
+def momentum_beats_naive(quick: bool) -> Outcome:
+    """Soft Diffusion: momentum sampling is far better than naive at equal NFE."""
+    n, nfe = (128, 10) if quick else (1000, 50)
+    return sampler_beats_sampler("momentum@soft-blur", "naive@soft-blur", n, nfe)
+
+
+def covariance_error_of(samples, truth) -> float:
+    """‖Ĉ − Σ‖/‖Σ‖ of ``samples`` (N, d) against the covariance ``truth`` (d, d)."""
     import torch
 
+    samples = torch.as_tensor(samples)
+    cov = torch.cov(samples.reshape(len(samples), -1).T)
+    return float(torch.linalg.norm(cov - truth) / torch.linalg.norm(truth))
+
+
+def sampler_draws(method: str, prior, rng, nfe: int):
+    """``len(rng)`` samples of ``method`` from the exact p_1 of ``prior``, flattened."""
     from engine.core import registry
 
     info = registry.get(method)
     params = registry.make_params(info.params, {"nfe": nfe, "final": "prior"})
     *_, last = info.run(prior, None, params, rng)
+    return last.x0_hat.reshape(len(rng), -1)
+
+
+def covariance_error(method: str, prior, rng, nfe: int) -> float:
+    """‖Ĉ − Σ‖/‖Σ‖: the covariance of ``len(rng)`` samples of ``method`` from the exact
+    p_1 of a Gaussian ``prior`` against the prior's own (soft_diffusion.md, "Tests")."""
     _, truth = prior.marginal(0.0)
-    cov = torch.cov(last.x0_hat.reshape(len(rng), -1).T)
-    return float(torch.linalg.norm(cov - truth) / torch.linalg.norm(truth))
+    return covariance_error_of(sampler_draws(method, prior, rng, nfe), truth)
 
 
 def momentum_beats_naive_exact(quick: bool) -> Outcome:
     """The same claim with the exact score of a 4×4 Gaussian blur+noise prior: the
-    samplers alone, no learned network."""
+    samplers alone, no learned network. Positive = naive's covariance error exceeds
+    momentum's (bootstrap over samples); exact draws from the prior give the error floor
+    at this sample size, for context."""
+    import numpy as np
     import torch
 
-    from engine.priors.exact import smooth_gaussian_4px
     from engine.core.rng import SampleRNG
     from engine.core.schedules import SoftBlurSchedule
+    from engine.priors.exact import smooth_gaussian_4px
 
     # quick: the smallest run that clears both bounds by ≥ 4 sd of its seed-to-seed spread
     # (figures in tests/test_bench.py); 500 samples at 50 NFE failed half the time
     n, nfe = (2000, 100) if quick else (4000, 200)
     prior = smooth_gaussian_4px(SoftBlurSchedule(blur_max=2.0))
-    error = {name: covariance_error(name, prior, SampleRNG(0, n, dtype=torch.float64), nfe)
+    _, truth = prior.marginal(0.0)
+    draws = {name: sampler_draws(name, prior, SampleRNG(0, n, dtype=torch.float64), nfe).numpy()
              for name in ("momentum", "naive")}
-    ours = (f"covariance error {error['momentum']:.3f} vs {error['naive']:.3f} "
-            f"({n} samples, {nfe} NFE, exact prior)")
-    # the spec's bounds: momentum within 10 % of the prior's covariance, naive off by > 30 %
-    return Outcome(ours, error["momentum"] < 0.10 and error["naive"] > 0.30)
+    floor = covariance_error_of(prior.sample(n, torch.Generator().manual_seed(1)).reshape(n, -1), truth)
+    error = lambda x: covariance_error_of(np.asarray(x), truth)
+    gap = uncertainty.bootstrap_interval([draws["naive"], draws["momentum"]],
+                                 lambda a, b: error(a) - error(b), resamples=300)
+    ours = (f"covariance error {error(draws['momentum']):.3f} vs {error(draws['naive']):.3f} "
+            f"(difference CI {format_interval(gap)}; exact draws give {floor:.3f} at this size; "
+            f"{n} samples, {nfe} NFE, exact prior)")
+    return Outcome(ours, uncertainty.verdict(gap))
 
 
 CLAIMS = [
@@ -102,20 +149,20 @@ def run_claims(quick: bool) -> list[dict]:
     for claim in CLAIMS:
         row = {"claim": claim.name, "paper": claim.paper}
         if claim.measure is None:
-            row.update(ours="not yet implemented", holds="pending")
+            row.update(ours="not yet implemented", verdict="pending")
         else:
             try:
                 outcome = claim.measure(quick)
-                row.update(ours=outcome.ours, holds="yes" if outcome.holds else "no")
+                row.update(ours=outcome.ours, verdict=outcome.verdict)
             except EngineError as err:
-                row.update(ours=f"could not run: {err}", holds="pending")
+                row.update(ours=f"could not run: {err}", verdict="pending")
         rows.append(row)
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| claim | paper | ours | holds |", "|---|---|---|---|"]
-    lines += [f"| {r['claim']} | {r['paper']} | {r['ours']} | {r['holds']} |" for r in rows]
+    lines = ["| claim | paper | ours (95 % intervals) | verdict |", "|---|---|---|---|"]
+    lines += [f"| {r['claim']} | {r['paper']} | {r['ours']} | {r['verdict']} |" for r in rows]
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@
 
     {"task", "config", "results": {spec: {"psnr", "ssim", "fd", "perceptual",
                                           "diversity", "fwv", "nfe", "seconds",
-                                          "n_images"}}}
+                                          "n_images", "<metric>_ci", "per_image"}}}
 
 Decisions:
 
@@ -19,6 +19,13 @@ Decisions:
   reported only from `MIN_FD_SAMPLES` images up (a Fréchet distance of a handful of
   points is noise); diversity and FWV need K > 1. A metric that cannot be measured is
   omitted, never faked. seconds = method wall time per image; nfe per sample.
+* Every compared figure carries its 95 % interval as ``<metric>_ci = [low, high]``
+  (`engine.evaluation.uncertainty`): bootstrap over images for the per-image means,
+  bootstrap over samples for FD, disjoint blocks of 64 samples for the diversity of
+  generation. ``per_image`` keeps each image's values so that two methods run on the
+  same images can be compared by a paired bootstrap (claims do).
+* Generation's diversity is the mean over disjoint blocks of 64 samples (all of them,
+  not only the first 64), so its interval comes from the blocks' spread.
 * A method that cannot serve a task gets ``{"error": message}``; the run goes on.
 """
 
@@ -32,7 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.evaluation import metrics
+from engine.evaluation import metrics, uncertainty
 
 from engine.core import registry
 from engine.core.jobs import Job, Request
@@ -91,20 +98,23 @@ def faithfulness_weighted_variance(samples: torch.Tensor, y: torch.Tensor, opera
     return float((weights * distance(samples, samples.mean(0, keepdim=True))).mean())
 
 
-def _method_params(spec: str, nfe: int | None) -> dict:
+def _method_params(spec: str, nfe: int | None, extra: dict | None = None) -> dict:
+    """``nfe`` and the ``--param`` values, for the methods whose parameters have them."""
     name, _ = registry.split_spec(spec)
     fields = {f.name for f in dataclasses.fields(registry.get(name).params)}
-    return {"nfe": nfe} if nfe is not None and "nfe" in fields else {}
+    given = {**(extra or {}), **({"nfe": nfe} if nfe is not None else {})}
+    return {k: v for k, v in given.items() if k in fields}
 
 
 def restore_all(spec: str, images: torch.Tensor, degradation: Degradation, samples: int,
-                nfe: int | None, seed: int, net) -> tuple[dict, torch.Tensor]:
+                nfe: int | None, seed: int, net, params: dict | None = None
+                ) -> tuple[dict, torch.Tensor]:
     """Run one method on every image; returns its metric row and the first samples."""
     rows, firsts = [], []
     perceptual = lambda x, ref: metrics.perceptual_distance(x, ref, net.features)
     for i, image in enumerate(images):
         job = Job(Request(method=spec, image=image, degradation=degradation,
-                          params=_method_params(spec, nfe), seed=seed + samples * i,
+                          params=_method_params(spec, nfe, params), seed=seed + samples * i,
                           n=samples, measurement_seed=i, source=f"test:{i}"))
         result = job.run()
         row = {k: result.metrics[k] for k in ("psnr", "ssim", "nfe", "seconds") if k in result.metrics}
@@ -115,20 +125,55 @@ def restore_all(spec: str, images: torch.Tensor, degradation: Degradation, sampl
                 result.samples, result.measurement[None], job.measurement.operator, perceptual)
         rows.append(row)
         firsts.append(result.samples[0])
-    summary = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+    per_image = {k: [r[k] for r in rows] for k in rows[0]}
+    summary = summarise(per_image)
     summary["n_images"] = len(images)
     restored = torch.stack(firsts)
     if len(images) >= MIN_FD_SAMPLES:
-        summary["fd"] = metrics.frechet_distance(net.embedding(restored), net.embedding(images))
+        summary.update(fd_with_interval(net.embedding(restored), net.embedding(images)))
     return summary, restored
 
 
-def generate_all(spec: str, n: int, nfe: int | None, seed: int, net, reference: torch.Tensor
-                 ) -> tuple[dict, torch.Tensor]:
+def summarise(per_image: dict[str, list[float]]) -> dict:
+    """Means over images with their bootstrap intervals, and the per-image values."""
+    summary = {}
+    for key, values in per_image.items():
+        summary[key] = sum(values) / len(values)
+        interval = uncertainty.mean_interval(values) if key != "nfe" else None
+        if interval is not None:
+            summary[f"{key}_ci"] = list(interval)
+    summary["per_image"] = {k: v for k, v in per_image.items() if k != "nfe"}
+    return summary
+
+
+def fd_with_interval(features: torch.Tensor, reference: torch.Tensor) -> dict:
+    features, reference = features.double().numpy(), reference.double().numpy()
+    return {"fd": metrics.frechet_distance(features, reference),
+            "fd_ci": list(uncertainty.fd_interval(features, reference))}
+
+
+def block_diversity(samples: torch.Tensor, net) -> dict:
+    """Feature diversity as the mean over disjoint 64-sample blocks, with its interval."""
+    if len(samples) < 2:
+        return {}
+    block = min(uncertainty.DIVERSITY_BLOCK, len(samples))
+    embedding = net.embedding(samples)
+    values = uncertainty.block_values(embedding, lambda e: metrics.diversity(e, features=lambda x: x),
+                                      block)
+    out = {"diversity": sum(values) / len(values)}
+    interval = uncertainty.t_interval(values)
+    if interval is not None:
+        out["diversity_ci"] = list(interval)
+    out["diversity_blocks"] = values
+    return out
+
+
+def generate_all(spec: str, n: int, nfe: int | None, seed: int, net, reference: torch.Tensor,
+                 params: dict | None = None) -> tuple[dict, torch.Tensor]:
     """Unconditional samples (batches of 100): FD-FMNIST and feature diversity."""
     batches, seconds, nfe_used = [], 0.0, 0
     for start in range(0, n, 100):
-        result = Job(Request(method=spec, params=_method_params(spec, nfe), seed=seed + start,
+        result = Job(Request(method=spec, params=_method_params(spec, nfe, params), seed=seed + start,
                              n=min(100, n - start))).run()
         batches.append(result.samples)
         seconds += result.metrics["seconds"]
@@ -136,15 +181,20 @@ def generate_all(spec: str, n: int, nfe: int | None, seed: int, net, reference: 
     samples = torch.cat(batches)
     with torch.no_grad():
         summary = {"nfe": nfe_used, "seconds": seconds / n, "n_images": n,
-                   "diversity": metrics.diversity(samples[:64], features=net.embedding)}
+                   **block_diversity(samples, net)}
         if n >= MIN_FD_SAMPLES:
-            summary["fd"] = metrics.frechet_distance(net.embedding(samples), net.embedding(reference))
+            summary.update(fd_with_interval(net.embedding(samples), net.embedding(reference)))
     return summary, samples
 
 
 def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
-             nfe: int | None = None, seed: int = 0, progress=None) -> tuple[dict, dict]:
-    """The eval JSON and, per method, a tensor of images for the optional grid."""
+             nfe: int | None = None, seed: int = 0, progress=None, params: dict | None = None
+             ) -> tuple[dict, dict]:
+    """The eval JSON and, per method, a tensor of images for the optional grid.
+
+    ``params``: extra method parameters (``--param k=0.6``), given to each method whose
+    parameter dataclass has the field and ignored by the others, like ``nfe``.
+    """
     if task not in TASKS:
         raise EngineError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
     net = feature_network()
@@ -156,16 +206,16 @@ def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
             with torch.no_grad():
                 if spec is None:
                     results[method], pictures[method] = generate_all(method, n_images, nfe, seed,
-                                                                     net, images)
+                                                                     net, images, params)
                 else:
                     results[method], pictures[method] = restore_all(
-                        method, images, Degradation.parse(spec), samples, nfe, seed, net)
+                        method, images, Degradation.parse(spec), samples, nfe, seed, net, params)
         except EngineError as err:
             results[method] = {"error": str(err)}
         if progress is not None:
             progress(method)
     config = {"task": task, "degradation": spec, "n_images": n_images, "samples": samples,
-              "nfe": nfe, "seed": seed, "images": source,
+              "nfe": nfe, "params": dict(params or {}), "seed": seed, "images": source,
               "metrics": {"fd": "FD-FMNIST (project feature network)",
                           "perceptual": "normalised multi-layer feature distance"}}
     return {"task": task, "config": config, "results": results}, pictures
@@ -179,6 +229,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--nfe", type=int)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a method parameter, for the methods that have it (e.g. k=0.6)")
     parser.add_argument("--json")
     parser.add_argument("--grid", help="PNG: the first sample of each image, one row per method")
     parser.add_argument("--list-tasks", action="store_true")
@@ -194,7 +246,8 @@ def main(argv: list[str]) -> int:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         with tqdm(total=len(methods), file=sys.stderr, unit="method", delay=1.0) as bar:
             report, pictures = evaluate(args.task, methods, args.n_images, args.samples,
-                                        args.nfe, args.seed, progress=lambda m: bar.update(1))
+                                        args.nfe, args.seed, progress=lambda m: bar.update(1),
+                                        params=registry.parse_params(args.param))
         from engine.io.export import save_grid, save_metrics
         save_metrics(args.json, report)
         if args.grid and pictures:
@@ -217,7 +270,8 @@ def format_table(report: dict) -> str:
         if "error" in row:
             lines.append(f"| {method} | " + f"error: {row['error']}" + " |" * len(keys))
             continue
-        cells = [f"{row[k]:.4g}" if isinstance(row.get(k), (int, float)) and not
-                 (isinstance(row[k], float) and math.isnan(row[k])) else "–" for k in keys]
+        cells = [uncertainty.with_interval(row[k], row.get(f"{k}_ci"))
+                 if isinstance(row.get(k), (int, float)) and math.isfinite(row[k]) else "–"
+                 for k in keys]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -19,19 +19,17 @@ with ``x_t = C_t x0 + σ_t η``, i.e. the weight ``w(t) = 1/σ_t²``.
 * Each sample of a batch has its own t. C_t is applied per sample (a 28×28 blur is two
   tiny matmuls; masks and scales are element-wise), exactly the operator the samplers
   use, so training and sampling cannot disagree about C_t.
-* Sample grids at checkpoints use a small built-in sampler (the registered samplers
-  live in `engine.samplers`): DDIM (eq. 52 with k = 0, which for VP is DDIM η = 0) for
-  VP, the momentum sampler (Alg. 2, eq. 17) for Soft Diffusion. x̂0 is clipped to the
-  data range there (DDPM's "clip denoised"): without it an ε-network trained for a
-  few thousand steps overshoots at t ≈ 1 (x̂0 = (x_t − σ ε̂)/√ᾱ with √ᾱ_T ≈ 0.006)
-  and most VP samples saturate to salt-and-pepper noise.
+* Sample grids at checkpoints are drawn with the registered sampler of the family
+  (``ddim`` for VP, ``momentum`` for Soft Diffusion; `FAMILIES`), exactly as users run
+  it: no clipping of x̂0. (Until 2026-12 the grids used a built-in copy that clipped x̂0
+  to the data range; clipped momentum is much worse on soft-blur, FD 441, and clipping
+  hid VP's saturated samples, so grids looked unlike what the app produced.)
 * Short CPU budget [choice]: Adam lr 1e-3 (the paper's 2e-4 is for 1–2 M steps),
   200 warm-up steps, clip 1, EMA 0.999, batch 64.
 """
 
 from __future__ import annotations
 
-import math
 import platform
 from pathlib import Path
 
@@ -103,22 +101,13 @@ def diffusion_loss(model, schedule: Schedule, parametrisation: str, loss: str,
 
 @torch.no_grad()
 def sample_for_grid(prior: LearnedPrior, n: int, steps: int, method: str, seed: int) -> torch.Tensor:
-    """A quick sampler for checkpoint grids: DDIM (eq. 52, k = 0) or momentum (eq. 17)."""
-    rng = SampleRNG(seed, n, device=prior.device)
-    schedule = prior.schedule
-    x = prior.sample_final(rng)
-    grid = schedule.grid(steps)
-    for t, t_next in zip(grid[:-1], grid[1:]):
-        x0_hat = prior.denoise(x, t).clamp(*prior.data_range)
-        c_now, c_next = schedule.corruption(t), schedule.corruption(t_next)
-        s_now, s_next = schedule.sigma(t), schedule.sigma(t_next)
-        if method == "ddim":  # x' = C' x̂0 + σ' (x − C x̂0)/σ
-            x = c_next.forward(x0_hat) + s_next * (x - c_now.forward(x0_hat)) / s_now
-        else:  # x' = x + (σ² − σ'²)/σ² (C x̂0 − x) + √(σ² − σ'²) η + (C' − C) x̂0
-            gap = s_now**2 - s_next**2
-            x = (x + gap / s_now**2 * (c_now.forward(x0_hat) - x) + math.sqrt(gap) * rng.randn_like(x)
-                 + c_next.forward(x0_hat) - c_now.forward(x0_hat))
-    return x
+    """Checkpoint grids drawn with the registered sampler ``method``: what users get."""
+    from engine.core import registry
+
+    info = registry.get(method)
+    params = registry.make_params(info.params, {"nfe": steps})
+    *_, last = info.run(prior, None, params, SampleRNG(seed, n, device=prior.device))
+    return last.x0_hat
 
 
 def dataset_statistics(x0: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -15,7 +15,26 @@ def report(nfe, rows):
 def test_curves_group_points_by_method_and_skip_failures():
     reports = [report(50, {"a": 3.0, "b": 5.0}), report(10, {"a": 9.0}),
                {"results": {"b": {"error": "diverged"}}}]
-    assert curves(reports, "fd") == {"a": [(10, 9.0), (50, 3.0)], "b": [(50, 5.0)]}
+    assert curves(reports, "fd") == {"a": [(10, 9.0, None), (50, 3.0, None)],
+                                     "b": [(50, 5.0, None)]}
+
+
+def test_curves_against_a_swept_parameter_carry_intervals():
+    reports = [{"config": {"params": {"k": str(k)}},
+                "results": {"ddim": {"fd": fd, "fd_ci": [fd - 1, fd + 2], "nfe": 50}}}
+               for k, fd in ((0.6, 4.0), (0.0, 8.0))]
+    assert curves(reports, "fd", x="k") == {"ddim": [(0.0, 8.0, (7.0, 10.0)), (0.6, 4.0, (3.0, 6.0))]}
+
+
+def test_error_bars_are_drawn(tmp_path, qapp):
+    path = tmp_path / "r.json"
+    rows = {"fd": 5.0, "fd_ci": [1.0, 9.0], "nfe": 10}
+    path.write_text(json.dumps({"results": {"a": rows}}))
+    out = tmp_path / "bars.png"
+    assert main([str(out), str(path)]) == 0
+    pixels = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    blue_rows = np.nonzero((abs(pixels - [0x4E, 0x79, 0xA7]).sum(-1) < 30).any(1))[0]
+    assert blue_rows.max() - blue_rows.min() > 200  # a single point with a tall bar
 
 
 def test_plot_is_written_with_a_curve_per_method(tmp_path, qapp):
