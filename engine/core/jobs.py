@@ -9,6 +9,19 @@ A `Result` holds the samples in [0, 1], the measurement, metrics against the cle
 image when it is known, NFE per sample, wall seconds per image, a bounded trajectory
 of 8-bit thumbnails and the full recipe (everything needed to re-run it exactly).
 ``job.finish()`` after an early stop keeps the current x̂0 ("Stop and keep x̂0").
+
+Decisions:
+
+* Models come from the cache (`engine.priors.catalog.load_model`), so a job on a loaded
+  model starts in milliseconds; the model object is shared between jobs, so a job
+  counts *deltas* of its counters (see the catalog's threading assumption).
+* The job is the one place that counts cost: `Job.nfe` (forward network evaluations)
+  and `Job.vjp` (vector–Jacobian products, for methods that differentiate through the
+  network) are the model's counters minus their values when the method started. The
+  metrics, the CLI, the GUI's frames and the conformance suite read them from here;
+  ``MethodInfo.nfe`` only predicts the count.
+* The method's generator is advanced under ``torch.no_grad()``: a method that needs
+  gradients enables them locally (`engine.core.registry`).
 """
 
 from __future__ import annotations
@@ -25,7 +38,7 @@ import engine
 from engine.evaluation import metrics
 from engine.core import registry
 from engine.core.operators import Degradation
-from engine.priors.catalog import load_prior
+from engine.priors.catalog import load_model
 from engine.core.rng import SampleRNG
 from engine.core.step import BadInputError, Step, check_finite
 
@@ -78,7 +91,7 @@ class Job:
         self.info = registry.get(name)
         self.model = model if self.info.needs_prior else None
         self.params = registry.make_params(self.info.params, request.params)
-        self.prior = load_prior(model, request.device) if self.model else None
+        self.prior = load_model(model, request.device) if self.model else None
         self.lo, self.hi = self.prior.data_range if self.prior else (0.0, 1.0)
         self.clean = None if request.image is None else request.image.float().cpu()
         if self.prior is not None and self.clean is not None and tuple(self.clean.shape) != self.prior.shape:
@@ -86,12 +99,12 @@ class Job:
                                 f"{self.prior.shape} (C, H, W); convert it first")
         self.degradation = request.degradation or (Degradation() if self.clean is not None else None)
         self.y_image, self.measurement = self._measure()
-        self.info.check(self.prior, self.measurement)
+        self.info.check(self.prior, self.measurement, self.degradation)
         self.result: Result | None = None
         self._x0_hat: torch.Tensor | None = None
         self._trajectory: list = []
         self._seconds = 0.0
-        self._nfe_start = 0
+        self._counts_start = (0, 0)
 
     # -- units ----------------------------------------------------------------------
     def to_model(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,8 +135,7 @@ class Job:
         req = self.request
         rng = SampleRNG(req.seed, req.n, device=req.device, latent_seed=req.latent_seed,
                         latent_mix=req.latent_mix)
-        if self.prior is not None:
-            self._nfe_start = self.prior.nfe
+        self._counts_start = self._counts()
         self._seconds = 0.0
         steps = self.info.run(self.prior, self.measurement, self.params, rng)
         try:
@@ -142,6 +154,27 @@ class Job:
             steps.close()  # a closed job stops its method within one step
         self.finish(stopped=False)
 
+    # -- cost: the one place NFE and VJPs are counted ------------------------------------
+    def _counts(self) -> tuple[int, int]:
+        if self.prior is None:
+            return 0, 0
+        return self.prior.nfe, getattr(self.prior, "vjp", 0)
+
+    @property
+    def nfe(self) -> int:
+        """Forward network evaluations (per sample: one per batched call) since the start."""
+        return self._counts()[0] - self._counts_start[0]
+
+    @property
+    def vjp(self) -> int:
+        """Vector–Jacobian products through the network since the start."""
+        return self._counts()[1] - self._counts_start[1]
+
+    @property
+    def latest_frame(self) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """(t, x_t, x̂0) thumbnails of sample 0 at the latest step (made once, here)."""
+        return self._trajectory[-1] if self._trajectory else None
+
     def _record(self, step: Step) -> None:
         if len(self._trajectory) >= TRAJECTORY_FRAMES:
             self._trajectory = self._trajectory[::2]  # keep the whole path, half as dense
@@ -159,8 +192,7 @@ class Job:
         if self._x0_hat is None:
             raise BadInputError("the job was stopped before its first step; nothing to keep")
         samples = self.to_unit(self._x0_hat.float().cpu()).clamp(0, 1)
-        nfe = (self.prior.nfe - self._nfe_start) if self.prior is not None else 0
-        values = {"nfe": nfe, "seconds": self._seconds, "n": self.request.n}
+        values = {"nfe": self.nfe, "vjp": self.vjp, "seconds": self._seconds, "n": self.request.n}
         values.update(metrics.sample_metrics(samples, self.clean))
         self.result = Result(samples=samples, metrics=values, recipe=self.recipe(),
                              clean=self.clean, measurement=self.y_image,
