@@ -11,13 +11,15 @@ one step, and returns what the GUI shows at the end. Decisions:
   method and calls ``job.finish()`` here, on the engine thread.
 * Everything that touches torch (loading priors, measuring, thumbnails, metrics) runs
   inside these generators, never on the GUI thread.
+* Cost and frames come from the job (`engine.core.jobs.Job.nfe`, ``latest_frame``): the
+  job counts network evaluations and makes each step's thumbnails once.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,7 @@ class Frame:
     nfe: int  # network evaluations so far (per sample)
     elapsed: float  # seconds the method has run
     psnr: float | None  # of x̂0 (sample 0) against the clean image, when known
+    extras: dict = field(default_factory=dict)  # the step's extras as numbers (engine.core.step)
 
     @property
     def eta(self) -> float:
@@ -89,15 +92,17 @@ def _thumbnail(job, x) -> np.ndarray:
 
 
 def forward_trajectory(job, seed: int) -> list[tuple[float, np.ndarray]]:
-    """x0 → x_T under the prior's schedule, ``x_t = C_t x0 + σ_t ε`` with one fixed ε."""
-    if job.prior is None or job.clean is None:
+    """x0 → x_T under the prior's schedule, ``x_t = C_t x0 + σ_t ε`` with one fixed ε
+    ([] for a model without a schedule, e.g. a generator or a task-bound sampler)."""
+    schedule = getattr(job.prior, "schedule", None)
+    if schedule is None or job.clean is None:
         return []
     from engine.core.rng import SampleRNG
 
     x0 = job.to_model(job.clean[None])
     eps = SampleRNG(seed, 1).randn(*x0.shape[1:])
     levels = np.linspace(0.0, 1.0, FORWARD_FRAMES)
-    return [(float(t), _thumbnail(job, job.prior.schedule.corrupt(x0, float(t), eps)[0]))
+    return [(float(t), _thumbnail(job, schedule.corrupt(x0, float(t), eps)[0]))
             for t in levels]
 
 
@@ -123,12 +128,12 @@ def job_events(ticket: Ticket):
     import torch
 
     from engine.core.jobs import Job
+    from engine.core.step import scalar_extras
 
     job = Job(ticket.request)
     with torch.no_grad():
         forward = forward_trajectory(job, ticket.request.seed)
     yield Prepared(forward)
-    nfe_start = job.prior.nfe if job.prior is not None else 0
     last_frame, started = -math.inf, time.perf_counter()
     steps = job.steps()
     try:
@@ -138,11 +143,10 @@ def job_events(ticket: Ticket):
             frame = None
             if step.is_last or now - last_frame >= FRAME_INTERVAL:
                 last_frame = now
-                nfe = (job.prior.nfe - nfe_start) if job.prior is not None else 0
                 x0 = job.to_unit(step.x0_hat[0]).float().cpu().clamp(0, 1)
-                frame = Frame(step.index, step.total, step.t, _thumbnail(job, step.x_t[0]),
-                              _thumbnail(job, step.x0_hat[0]), nfe, now - started,
-                              _psnr(x0, job.clean))
+                _, x_t_thumb, x0_thumb = job.latest_frame  # the job's thumbnails of this step
+                frame = Frame(step.index, step.total, step.t, x_t_thumb, x0_thumb, job.nfe,
+                              now - started, _psnr(x0, job.clean), scalar_extras(step.extras))
             if (yield frame) == KEEP:
                 steps.close()
                 return summarise(job.finish(stopped=True))
@@ -229,10 +233,10 @@ def playground_events(ticket: Ticket, model: str, method: str, params: dict, n: 
     import torch
 
     from engine.core.jobs import Job, Request
-    from engine.priors.catalog import load_prior
+    from engine.priors.catalog import load_model
     from engine.core.rng import SampleRNG
 
-    prior = load_prior(model)
+    prior = load_model(model)
     x0 = prior.sample(n, torch.Generator("cpu").manual_seed(seed)).float()
     eps = SampleRNG(seed, n).randn(*prior.shape)
     for k, t in enumerate(np.linspace(0.0, 1.0, forward_frames)):

@@ -40,7 +40,7 @@ from engine.core import registry
 from engine.core.operators import Degradation
 from engine.priors.catalog import load_model
 from engine.core.rng import SampleRNG
-from engine.core.step import BadInputError, Step, check_finite
+from engine.core.step import BadInputError, Step, check_finite, scalar_extras
 
 TRAJECTORY_FRAMES = 128  # bounded ring of thumbnails (DESIGN §3)
 
@@ -69,6 +69,8 @@ class Result:
     measurement: torch.Tensor | None = None  # y in image units, (C', H', W')
     trajectory: list[tuple[float, np.ndarray, np.ndarray]] = field(default_factory=list)
     stopped: bool = False  # True when finished early with the current x̂0
+    # Step extras as numbers per step, {key: [(step index, value), ...]} (engine.core.step)
+    extras: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -103,6 +105,7 @@ class Job:
         self.result: Result | None = None
         self._x0_hat: torch.Tensor | None = None
         self._trajectory: list = []
+        self._extras: dict[str, list[tuple[int, float]]] = {}
         self._seconds = 0.0
         self._counts_start = (0, 0)
 
@@ -180,6 +183,8 @@ class Job:
             self._trajectory = self._trajectory[::2]  # keep the whole path, half as dense
         self._trajectory.append((step.t, to_thumbnail(self.to_unit(step.x_t[0]).float().cpu()),
                                  to_thumbnail(self.to_unit(step.x0_hat[0]).float().cpu())))
+        for key, value in scalar_extras(step.extras).items():
+            self._extras.setdefault(key, []).append((step.index, value))
 
     def run(self, progress: Callable[[Step], None] | None = None) -> Result:
         for step in self.steps():
@@ -196,7 +201,8 @@ class Job:
         values.update(metrics.sample_metrics(samples, self.clean))
         self.result = Result(samples=samples, metrics=values, recipe=self.recipe(),
                              clean=self.clean, measurement=self.y_image,
-                             trajectory=list(self._trajectory), stopped=stopped)
+                             trajectory=list(self._trajectory), stopped=stopped,
+                             extras={k: list(v) for k, v in self._extras.items()})
         return self.result
 
     def recipe(self) -> dict[str, Any]:

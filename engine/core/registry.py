@@ -159,7 +159,8 @@ class MethodInfo:
             raise BadInputError(f"{self.name} restores a measurement; it cannot generate "
                                 "unconditionally")
         if self.needs_prior and prior is None:
-            raise BadInputError(f"{self.name} needs a prior (name it as {self.name}@MODEL)")
+            raise BadInputError(f"{self.name} needs a prior (name it as {self.name}@MODEL; "
+                                f"models that can run it: {', '.join(models_for(self.name)) or 'none'})")
         if measurement is not None and not self.supports(measurement.operator):
             raise UnsupportedOperatorError(
                 f"{self.name} cannot restore {measurement.operator.describe()}")
@@ -194,15 +195,18 @@ def why_not(info: MethodInfo, model: ModelSpec, degradation: Degradation | None 
     return None
 
 
-def models_for(method: str, degradation: Degradation | str | None = None) -> list[str]:
+def models_for(method: str, degradation: Degradation | str | None = None,
+               specs: dict[str, ModelSpec] | None = None) -> list[str]:
     """Names of the models that can run ``method`` (on ``degradation``): the one question
-    the CLI, the GUI's pickers and the conformance suite ask. Default and example first."""
-    from engine.priors.catalog import model_specs
-
+    the CLI, the GUI's pickers and the conformance suite ask. Default and example first.
+    ``specs``: the models to choose from (default: every model of the catalog)."""
+    if specs is None:
+        from engine.priors.catalog import model_specs
+        specs = model_specs()
     info = get(method)
     if isinstance(degradation, str):
         degradation = Degradation.parse(degradation)
-    names = [name for name, spec in model_specs().items() if why_not(info, spec, degradation) is None]
+    names = [name for name, spec in specs.items() if why_not(info, spec, degradation) is None]
     preferred = [n for n in (info.default_model, info.example_model) if n in names]
     return list(dict.fromkeys(preferred + names))
 
