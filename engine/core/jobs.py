@@ -77,9 +77,14 @@ class Result:
         return self.samples.mean(0)
 
 
+def to_thumbnails(x: torch.Tensor) -> np.ndarray:
+    """(B, C, H, W) in [0, 1] → (B, H, W, C) uint8."""
+    return (x.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
 def to_thumbnail(x: torch.Tensor) -> np.ndarray:
     """(C, H, W) in [0, 1] → (H, W, C) uint8."""
-    return (x.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return to_thumbnails(x[None])[0]
 
 
 class Job:
@@ -181,8 +186,8 @@ class Job:
     def _record(self, step: Step) -> None:
         if len(self._trajectory) >= TRAJECTORY_FRAMES:
             self._trajectory = self._trajectory[::2]  # keep the whole path, half as dense
-        self._trajectory.append((step.t, to_thumbnail(self.to_unit(step.x_t[0]).float().cpu()),
-                                 to_thumbnail(self.to_unit(step.x0_hat[0]).float().cpu())))
+        x_t, x0_hat = to_thumbnails(self.to_unit(torch.stack((step.x_t[0], step.x0_hat[0])).float().cpu()))
+        self._trajectory.append((step.t, x_t, x0_hat))  # one conversion for both: per-step cost
         for key, value in scalar_extras(step.extras).items():
             self._extras.setdefault(key, []).append((step.index, value))
 
