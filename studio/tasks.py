@@ -85,12 +85,6 @@ class Ticket:
     steps: int = 0  # engine steps yielded so far (written by the engine thread)
 
 
-def _thumbnail(job, x) -> np.ndarray:
-    from engine.core.jobs import to_thumbnail
-
-    return to_thumbnail(job.to_unit(x).float().cpu())
-
-
 def forward_trajectory(job, seed: int) -> list[tuple[float, np.ndarray]]:
     """x0 → x_T under the prior's schedule, ``x_t = C_t x0 + σ_t ε`` with one fixed ε
     ([] for a model without a schedule, e.g. a generator or a task-bound sampler)."""
@@ -102,7 +96,7 @@ def forward_trajectory(job, seed: int) -> list[tuple[float, np.ndarray]]:
     x0 = job.to_model(job.clean[None])
     eps = SampleRNG(seed, 1).randn(*x0.shape[1:])
     levels = np.linspace(0.0, 1.0, FORWARD_FRAMES)
-    return [(float(t), _thumbnail(job, schedule.corrupt(x0, float(t), eps)[0]))
+    return [(float(t), job.thumbnail(schedule.corrupt(x0, float(t), eps)[0]))
             for t in levels]
 
 
@@ -144,9 +138,9 @@ def job_events(ticket: Ticket):
             if step.is_last or now - last_frame >= FRAME_INTERVAL:
                 last_frame = now
                 x0 = job.to_unit(step.x0_hat[0]).float().cpu().clamp(0, 1)
-                _, x_t_thumb, x0_thumb = job.latest_frame  # the job's thumbnails of this step
-                frame = Frame(step.index, step.total, step.t, x_t_thumb, x0_thumb, job.nfe,
-                              now - started, _psnr(x0, job.clean), scalar_extras(step.extras))
+                _, x_t_thumbnail, x0_thumbnail = job.latest_frame  # made once, by the job
+                frame = Frame(step.index, step.total, step.t, x_t_thumbnail, x0_thumbnail,
+                              job.nfe, now - started, _psnr(x0, job.clean), scalar_extras(step.extras))
             if (yield frame) == KEEP:
                 steps.close()
                 return summarise(job.finish(stopped=True))

@@ -24,7 +24,11 @@ Model kinds: a model directory's ``config.json`` names its ``"kind"``; `register
 maps a kind to its loader ``load(model_dir, device) -> model`` and the capabilities every
 model of that kind has. A kind registers in its own module, listed in `KIND_MODULES`
 (as methods are in ``registry.METHOD_MODULES``), so a new kind is one module plus one
-registration; `engine.priors.catalog` dispatches on it. The registry lives here, below
+registration; `engine.priors.catalog` dispatches on it. A loaded model object has
+``name``, ``kind``, ``capabilities`` (the same set its kind declares; tested for every
+shipped model), ``shape`` (C, H, W), ``data_range`` (lo, hi), an ``nfe`` counter (and
+``vjp`` when it is differentiable), ``task`` for a ``task-sample`` model, and the
+methods its capabilities name. The registry lives here, below
 the priors, so that kind modules import it and nothing imports back (no cycle).
 """
 

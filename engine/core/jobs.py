@@ -77,14 +77,9 @@ class Result:
         return self.samples.mean(0)
 
 
-def to_thumbnails(x: torch.Tensor) -> np.ndarray:
-    """(B, C, H, W) in [0, 1] → (B, H, W, C) uint8."""
-    return (x.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 def to_thumbnail(x: torch.Tensor) -> np.ndarray:
     """(C, H, W) in [0, 1] → (H, W, C) uint8."""
-    return to_thumbnails(x[None])[0]
+    return (x.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 class Job:
@@ -137,6 +132,26 @@ class Job:
         measurement = registry.Measurement(batch, op, deg.noise * scale, tuple(x.shape[1:]))
         return y_unit[0], measurement
 
+    # -- cost: the one place NFE and VJPs are counted ------------------------------------
+    def _counts(self) -> tuple[int, int]:
+        if self.prior is None:
+            return 0, 0
+        return self.prior.nfe, getattr(self.prior, "vjp", 0)
+
+    @property
+    def nfe(self) -> int:
+        """Forward network evaluations (per sample: one per batched call) since the start."""
+        return self._counts()[0] - self._counts_start[0]
+
+    @property
+    def vjp(self) -> int:
+        """Vector–Jacobian products through the network since the start."""
+        return self._counts()[1] - self._counts_start[1]
+
+    def _record_extras(self, step: Step) -> None:
+        for key, value in scalar_extras(step.extras).items():
+            self._extras.setdefault(key, []).append((step.index, value))
+
     # -- running ----------------------------------------------------------------------
     def steps(self) -> Iterator[Step]:
         """Yield the method's Steps (batch = all samples); sets ``self.result`` at the end."""
@@ -156,40 +171,27 @@ class Job:
                 check_finite(step.x0_hat, self.info.name)
                 self._x0_hat = step.x0_hat
                 self._record(step)
+                self._record_extras(step)
                 self._seconds += time.perf_counter() - started
                 yield step
         finally:
             steps.close()  # a closed job stops its method within one step
         self.finish(stopped=False)
 
-    # -- cost: the one place NFE and VJPs are counted ------------------------------------
-    def _counts(self) -> tuple[int, int]:
-        if self.prior is None:
-            return 0, 0
-        return self.prior.nfe, getattr(self.prior, "vjp", 0)
-
-    @property
-    def nfe(self) -> int:
-        """Forward network evaluations (per sample: one per batched call) since the start."""
-        return self._counts()[0] - self._counts_start[0]
-
-    @property
-    def vjp(self) -> int:
-        """Vector–Jacobian products through the network since the start."""
-        return self._counts()[1] - self._counts_start[1]
-
-    @property
-    def latest_frame(self) -> tuple[float, np.ndarray, np.ndarray] | None:
-        """(t, x_t, x̂0) thumbnails of sample 0 at the latest step (made once, here)."""
-        return self._trajectory[-1] if self._trajectory else None
+    def thumbnail(self, x: torch.Tensor) -> np.ndarray:
+        """One image (C, H, W) in model units as an 8-bit (H, W, C) thumbnail."""
+        return to_thumbnail(self.to_unit(x).float().cpu())
 
     def _record(self, step: Step) -> None:
+        """Add sample 0 of a step to the trajectory; `latest_frame` is what the GUI shows."""
         if len(self._trajectory) >= TRAJECTORY_FRAMES:
             self._trajectory = self._trajectory[::2]  # keep the whole path, half as dense
-        x_t, x0_hat = to_thumbnails(self.to_unit(torch.stack((step.x_t[0], step.x0_hat[0])).float().cpu()))
-        self._trajectory.append((step.t, x_t, x0_hat))  # one conversion for both: per-step cost
-        for key, value in scalar_extras(step.extras).items():
-            self._extras.setdefault(key, []).append((step.index, value))
+        self._trajectory.append((step.t, self.thumbnail(step.x_t[0]), self.thumbnail(step.x0_hat[0])))
+
+    @property
+    def latest_frame(self) -> tuple[float, np.ndarray, np.ndarray]:
+        """(t, x_t, x̂0) thumbnails of sample 0 at the latest step (made once, in `_record`)."""
+        return self._trajectory[-1]
 
     def run(self, progress: Callable[[Step], None] | None = None) -> Result:
         for step in self.steps():

@@ -137,8 +137,8 @@ class MethodInfo:
     # slider moves it), e.g. "initial noise"; None for methods without one.
     latent: str | None = None
 
-    # Capabilities the model must have beyond ``denoise`` (e.g. ("task-sample",));
-    # None = ``denoise`` for a method that takes a model (see `requirements`).
+    # Capabilities the model must have (engine.core.capabilities), e.g. ("task-sample",)
+    # or ("generate-ladder",); None = ("denoise",) for a method that takes a model.
     needs: tuple[str, ...] | None = None
     # The method differentiates through the model (enables gradients locally; adds the
     # ``differentiable`` requirement; the conformance suite checks grad-mode independence).
