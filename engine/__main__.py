@@ -74,12 +74,12 @@ def cmd_list(args) -> int:
                 "runs_on": registry.models_for(m.name) if m.needs_prior else [],
                 "params": registry.describe_params(m.params)}
                for m in registry.methods().values()]
-    specs = {name: {"kind": s.kind, "capabilities": sorted(s.capabilities), "shape": list(s.shape),
-                    "schedule": s.schedule, "task": s.task}
-             for name, s in model_specs().items()}
     listing = {"operators": ["noise", "blur", "mask", "downsample", "grayscale"],
-               "methods": methods, "models": learned_models(), "priors": prior_names(),
-               "model_specs": specs, "unusable_models": problems()}
+               "methods": methods, "models": learned_models(), "priors": prior_names()}
+    listing["model_specs"] = {name: {"kind": s.kind, "capabilities": sorted(s.capabilities),
+                                     "shape": list(s.shape), "schedule": s.schedule, "task": s.task}
+                              for name, s in model_specs().items()}
+    listing["unusable_models"] = problems()
     if args.json:
         print(json.dumps(listing, indent=2, default=str))
         return 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,6 @@ class Frame:
     nfe: int  # network evaluations so far (per sample)
     elapsed: float  # seconds the method has run
     psnr: float | None  # of x̂0 (sample 0) against the clean image, when known
-    extras: dict = field(default_factory=dict)  # the step's extras as numbers (engine.core.step)
 
     @property
     def eta(self) -> float:
@@ -88,15 +87,14 @@ class Ticket:
 def forward_trajectory(job, seed: int) -> list[tuple[float, np.ndarray]]:
     """x0 → x_T under the prior's schedule, ``x_t = C_t x0 + σ_t ε`` with one fixed ε
     ([] for a model without a schedule, e.g. a generator or a task-bound sampler)."""
-    schedule = getattr(job.prior, "schedule", None)
-    if schedule is None or job.clean is None:
+    if getattr(job.prior, "schedule", None) is None or job.clean is None:
         return []
     from engine.core.rng import SampleRNG
 
     x0 = job.to_model(job.clean[None])
     eps = SampleRNG(seed, 1).randn(*x0.shape[1:])
     levels = np.linspace(0.0, 1.0, FORWARD_FRAMES)
-    return [(float(t), job.thumbnail(schedule.corrupt(x0, float(t), eps)[0]))
+    return [(float(t), job.thumbnail(job.prior.schedule.corrupt(x0, float(t), eps)[0]))
             for t in levels]
 
 
@@ -122,7 +120,6 @@ def job_events(ticket: Ticket):
     import torch
 
     from engine.core.jobs import Job
-    from engine.core.step import scalar_extras
 
     job = Job(ticket.request)
     with torch.no_grad():
@@ -137,10 +134,11 @@ def job_events(ticket: Ticket):
             frame = None
             if step.is_last or now - last_frame >= FRAME_INTERVAL:
                 last_frame = now
+                nfe = job.nfe  # counted by the job, the one counter
                 x0 = job.to_unit(step.x0_hat[0]).float().cpu().clamp(0, 1)
                 _, x_t_thumbnail, x0_thumbnail = job.latest_frame  # made once, by the job
                 frame = Frame(step.index, step.total, step.t, x_t_thumbnail, x0_thumbnail,
-                              job.nfe, now - started, _psnr(x0, job.clean), scalar_extras(step.extras))
+                              nfe, now - started, _psnr(x0, job.clean))
             if (yield frame) == KEEP:
                 steps.close()
                 return summarise(job.finish(stopped=True))
