@@ -2,7 +2,10 @@
 
 The contract later issues and the GUI rely on (extend, don't break):
 
-* ``list [--json]``: operators, methods (with their parameter dataclasses), models, priors.
+* ``list [--json]``: operators, methods (with their parameter dataclasses, the
+  capabilities they require and the models that can run them, ``runs_on``), models,
+  priors, each model's spec (kind, capabilities, shape, schedule, task) and the model
+  directories that cannot be used, with the reason (``unusable_models``).
 * ``restore (--image PATH | --sample INDEX) --degrade SPEC --method NAME[@MODEL]
   [--model NAME] [--nfe N] [--n K] [--seed S] [--param K=V ...] --out PNG [--json PATH]
   [--trajectory GIF|MP4]``: JSON is a flat object with psnr, ssim, nfe, seconds (per
@@ -52,25 +55,35 @@ def _progress_bar():
 
 def cmd_list(args) -> int:
     from engine.core import registry
-    from engine.priors.catalog import learned_models, prior_names
+    from engine.priors.catalog import learned_models, model_specs, prior_names, problems
 
     methods = [{"name": m.name, "kind": m.kind, "family": m.family, "summary": m.summary,
                 "default_model": m.default_model, "needs_prior": m.needs_prior,
                 "generates": m.generates, "schedules": list(m.schedules), "latent": m.latent,
+                "requires": sorted(m.requirements), "needs_grad": m.needs_grad,
+                "runs_on": registry.models_for(m.name) if m.needs_prior else [],
                 "params": registry.describe_params(m.params)}
                for m in registry.methods().values()]
     listing = {"operators": ["noise", "blur", "mask", "downsample", "grayscale"],
                "methods": methods, "models": learned_models(), "priors": prior_names()}
+    listing["model_specs"] = {name: {"kind": s.kind, "capabilities": sorted(s.capabilities),
+                                     "shape": list(s.shape), "schedule": s.schedule, "task": s.task}
+                              for name, s in model_specs().items()}
+    listing["unusable_models"] = problems()
     if args.json:
         print(json.dumps(listing, indent=2, default=str))
         return 0
     print("operators: " + ", ".join(listing["operators"]))
     print("models:    " + (", ".join(listing["models"]) or "(none shipped)"))
     print("priors:    " + ", ".join(listing["priors"]))
+    for name, reason in listing["unusable_models"].items():
+        print(f"unusable:  {name}: {reason}")
     print("methods:")
     for m in methods:
         default = f" (default model {m['default_model']})" if m["default_model"] else ""
         print(f"  {m['name']:<14} {m['kind']:<9} {m['summary']}{default}")
+        if m["needs_prior"]:
+            print(f"  {'':<14} {'':<9} runs on: {', '.join(m['runs_on']) or '(no model available)'}")
     return 0
 
 
@@ -127,12 +140,12 @@ def _fit_image(image, spec: str, device: str):
     """Convert an image to the model's shape, saying what was done (never silently)."""
     from engine.core import registry
     from engine.io.imageio import conform
-    from engine.priors.catalog import load_prior
+    from engine.priors.catalog import model_spec
 
     name, model = registry.split_spec(spec)
     if not registry.get(name).needs_prior or model is None:
         return image
-    image, note = conform(image, load_prior(model, device).shape)
+    image, note = conform(image, model_spec(model).shape)
     if note:
         print(f"note: {note}", file=sys.stderr)
     return image

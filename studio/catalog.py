@@ -2,13 +2,16 @@
 
 Qt-free; built after the window is visible (it imports torch). Decisions:
 
-* A model's shape and schedule kind come from its ``config.json`` for learned models
-  (no weights are read on the GUI thread) and from the factory for exact priors (they
-  are closed forms; the empirical ones read the 64-image demo set, milliseconds).
+* Models are described by their `engine.core.capabilities.ModelSpec` (kind,
+  capabilities, shape, schedule, task), read from ``config.json`` for learned models (no
+  weights are read on the GUI thread) and from the factory for exact priors.
 * Image models are those whose samples are images (H, W > 1); the 2-D toys (shape
   (2, 1, 1)) belong to the Playground, not to the restoration pickers.
-* A model fits a method when the method needs a prior and accepts the model's
-  schedule kind (``MethodInfo.schedules``, empty = any).
+* Which models can run a method is the engine's one rule (`engine.core.registry.why_not`,
+  `models_for`); this module only asks it. A task-bound model's degradation is its
+  spec's ``task``; `why_not` gives the message when the current degradation differs.
+* Model directories the engine cannot use (an unknown kind) are kept in `problems`
+  with the reason, for the GUI to say so, instead of vanishing from the pickers.
 * The default choice (`DEFAULTS`, the first whose parts exist) is the shipped VP model
   with stochastic DDIM (k = 1, 25 NFE) restoring σ_y = 0.2: a real learned prior, a
   visible posterior spread and a few seconds for 8 samples on a laptop CPU.
@@ -20,8 +23,6 @@ Qt-free; built after the window is visible (it imports torch). Decisions:
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 
 # (method, model, degradation spec, params): the first whose parts exist wins.
 DEFAULTS = (("ddim", "vp", "noise=0.2", {"nfe": 25, "k": 1.0}),
@@ -30,46 +31,17 @@ DEFAULTS = (("ddim", "vp", "noise=0.2", {"nfe": 25, "k": 1.0}),
             ("pinv", None, "downsample=2,noise=0.02", {}))
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    shape: tuple[int, ...]  # (C, H, W)
-    schedule: str  # schedule kind, e.g. "vp"
-    exact: bool
-
-    @property
-    def is_image(self) -> bool:
-        return self.shape[1] > 1 and self.shape[2] > 1
-
-
-def _learned_info(name: str) -> ModelInfo | None:
-    from engine.priors.catalog import MODELS_DIR
-
-    try:
-        config = json.loads((MODELS_DIR / name / "config.json").read_text())
-        return ModelInfo(name, tuple(config["shape"]), config["schedule"]["kind"], False)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # an unreadable model is left out of the pickers, not fatal
-
-
 class Catalog:
     """Methods (`engine.core.registry.MethodInfo` by name), models and the demo set."""
 
     def __init__(self):
         from engine.core import registry
         from engine.io.data import CLASS_NAMES, demo_images
-        from engine.priors.catalog import EXACT_PRIORS, learned_models, prior_names
+        from engine.priors.catalog import model_specs, problems
 
         self.methods = registry.methods()
-        self.models: dict[str, ModelInfo] = {}
-        for name in learned_models():
-            info = _learned_info(name)
-            if info is not None:
-                self.models[name] = info
-        prior_names()  # registers the exact priors
-        for name, factory in sorted(EXACT_PRIORS.items()):
-            prior = factory()
-            self.models[name] = ModelInfo(name, tuple(prior.shape), prior.schedule.kind, True)
+        self.models = model_specs()  # name → engine.core.capabilities.ModelSpec
+        self.problems = problems()  # name → why the engine cannot use it
         self.demo_images, labels = demo_images()
         self.demo_labels = [CLASS_NAMES[int(k)] for k in labels]
 
@@ -78,18 +50,27 @@ class Catalog:
 
         return describe_params(self.methods[method].params)
 
-    def fits(self, method: str, model: str) -> bool:
-        info, m = self.methods[method], self.models[model]
-        return info.needs_prior and (not info.schedules or m.schedule in info.schedules)
+    def why_not(self, method: str, model: str, degradation=None) -> str | None:
+        """Why ``model`` cannot run ``method`` (on a `Degradation`), or None (the engine's rule)."""
+        from engine.core.registry import why_not
 
-    def image_models_for(self, method: str) -> list[str]:
-        """Image models the method accepts, its default and example models first."""
-        info = self.methods[method]
-        if not info.needs_prior:
+        return why_not(self.methods[method], self.models[model], degradation)
+
+    def fits(self, method: str, model: str, degradation=None) -> bool:
+        return self.methods[method].needs_prior and self.why_not(method, model, degradation) is None
+
+    def image_models_for(self, method: str, degradation=None) -> list[str]:
+        """Image models that can run the method, its default and example models first."""
+        from engine.core.registry import models_for
+
+        if not self.methods[method].needs_prior:
             return []
-        names = [n for n, m in self.models.items() if m.is_image and self.fits(method, n)]
-        preferred = [n for n in (info.default_model, info.example_model) if n in names]
-        return list(dict.fromkeys(preferred + names))
+        images = {n: m for n, m in self.models.items() if m.is_image}
+        return models_for(method, degradation, specs=images)
+
+    def task_of(self, model: str | None) -> str | None:
+        """The degradation a task-bound model was trained for (None for other models)."""
+        return self.models[model].task if model in self.models else None
 
     def toy_models(self) -> list[str]:
         """The 2-D priors of the Playground, the eight-Gaussian ring first."""

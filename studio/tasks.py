@@ -11,6 +11,8 @@ one step, and returns what the GUI shows at the end. Decisions:
   method and calls ``job.finish()`` here, on the engine thread.
 * Everything that touches torch (loading priors, measuring, thumbnails, metrics) runs
   inside these generators, never on the GUI thread.
+* Cost and frames come from the job (`engine.core.jobs.Job.nfe`, ``latest_frame``): the
+  job counts network evaluations and makes each step's thumbnails once.
 """
 
 from __future__ import annotations
@@ -82,22 +84,17 @@ class Ticket:
     steps: int = 0  # engine steps yielded so far (written by the engine thread)
 
 
-def _thumbnail(job, x) -> np.ndarray:
-    from engine.core.jobs import to_thumbnail
-
-    return to_thumbnail(job.to_unit(x).float().cpu())
-
-
 def forward_trajectory(job, seed: int) -> list[tuple[float, np.ndarray]]:
-    """x0 → x_T under the prior's schedule, ``x_t = C_t x0 + σ_t ε`` with one fixed ε."""
-    if job.prior is None or job.clean is None:
+    """x0 → x_T under the prior's schedule, ``x_t = C_t x0 + σ_t ε`` with one fixed ε
+    ([] for a model without a schedule, e.g. a generator or a task-bound sampler)."""
+    if getattr(job.prior, "schedule", None) is None or job.clean is None:
         return []
     from engine.core.rng import SampleRNG
 
     x0 = job.to_model(job.clean[None])
     eps = SampleRNG(seed, 1).randn(*x0.shape[1:])
     levels = np.linspace(0.0, 1.0, FORWARD_FRAMES)
-    return [(float(t), _thumbnail(job, job.prior.schedule.corrupt(x0, float(t), eps)[0]))
+    return [(float(t), job.thumbnail(job.prior.schedule.corrupt(x0, float(t), eps)[0]))
             for t in levels]
 
 
@@ -128,7 +125,6 @@ def job_events(ticket: Ticket):
     with torch.no_grad():
         forward = forward_trajectory(job, ticket.request.seed)
     yield Prepared(forward)
-    nfe_start = job.prior.nfe if job.prior is not None else 0
     last_frame, started = -math.inf, time.perf_counter()
     steps = job.steps()
     try:
@@ -138,11 +134,11 @@ def job_events(ticket: Ticket):
             frame = None
             if step.is_last or now - last_frame >= FRAME_INTERVAL:
                 last_frame = now
-                nfe = (job.prior.nfe - nfe_start) if job.prior is not None else 0
+                nfe = job.nfe  # counted by the job, the one counter
                 x0 = job.to_unit(step.x0_hat[0]).float().cpu().clamp(0, 1)
-                frame = Frame(step.index, step.total, step.t, _thumbnail(job, step.x_t[0]),
-                              _thumbnail(job, step.x0_hat[0]), nfe, now - started,
-                              _psnr(x0, job.clean))
+                _, x_t_thumbnail, x0_thumbnail = job.latest_frame  # made once, by the job
+                frame = Frame(step.index, step.total, step.t, x_t_thumbnail, x0_thumbnail,
+                              nfe, now - started, _psnr(x0, job.clean))
             if (yield frame) == KEEP:
                 steps.close()
                 return summarise(job.finish(stopped=True))
@@ -229,10 +225,10 @@ def playground_events(ticket: Ticket, model: str, method: str, params: dict, n: 
     import torch
 
     from engine.core.jobs import Job, Request
-    from engine.priors.catalog import load_prior
+    from engine.priors.catalog import load_model
     from engine.core.rng import SampleRNG
 
-    prior = load_prior(model)
+    prior = load_model(model)
     x0 = prior.sample(n, torch.Generator("cpu").manual_seed(seed)).float()
     eps = SampleRNG(seed, n).randn(*prior.shape)
     for k, t in enumerate(np.linspace(0.0, 1.0, forward_frames)):

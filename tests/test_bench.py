@@ -16,8 +16,11 @@ def test_bench_sections_have_positive_medians():
     assert rows["4"]["images_per_s"] == pytest.approx(4 * rows["4"]["evals_per_s"])
     overhead = bench.bench_overhead("empirical-vp", steps=3, batch=2, repeats=1)
     assert overhead["bare_s"] > 0 and overhead["job_s"] > 0 and overhead["steps"] == 3
-    assert "ratio" in bench.format_report({"preview": preview, "throughput": throughput,
-                                           "overhead": overhead, "memory": {"peak_rss_mb": 1.0}})
+    start = bench.bench_start("empirical-vp", repeats=2)
+    assert 0 < start["job_start_ms"] < start["first_step_ms"]
+    report = bench.format_report({"preview": preview, "throughput": throughput, "overhead": overhead,
+                                  "start": start, "memory": {"peak_rss_mb": 1.0}})
+    assert "ratio" in report and "job start" in report
 
 
 def test_claims_are_pending_until_their_methods_exist(monkeypatch):

@@ -9,6 +9,19 @@ A `Result` holds the samples in [0, 1], the measurement, metrics against the cle
 image when it is known, NFE per sample, wall seconds per image, a bounded trajectory
 of 8-bit thumbnails and the full recipe (everything needed to re-run it exactly).
 ``job.finish()`` after an early stop keeps the current x̂0 ("Stop and keep x̂0").
+
+Decisions:
+
+* Models come from the cache (`engine.priors.catalog.load_model`), so a job on a loaded
+  model starts in milliseconds; the model object is shared between jobs, so a job
+  counts *deltas* of its counters (see the catalog's threading assumption).
+* The job is the one place that counts cost: `Job.nfe` (forward network evaluations)
+  and `Job.vjp` (vector–Jacobian products, for methods that differentiate through the
+  network) are the model's counters minus their values when the method started. The
+  metrics, the CLI, the GUI's frames and the conformance suite read them from here;
+  ``MethodInfo.nfe`` only predicts the count.
+* The method's generator is advanced under ``torch.no_grad()``: a method that needs
+  gradients enables them locally (`engine.core.registry`).
 """
 
 from __future__ import annotations
@@ -25,9 +38,9 @@ import engine
 from engine.evaluation import metrics
 from engine.core import registry
 from engine.core.operators import Degradation
-from engine.priors.catalog import load_prior
+from engine.priors.catalog import load_model
 from engine.core.rng import MEASUREMENT_NOISE, SampleRNG, measurement_noise
-from engine.core.step import BadInputError, Step, check_finite
+from engine.core.step import BadInputError, Step, check_finite, scalar_extras
 
 TRAJECTORY_FRAMES = 128  # bounded ring of thumbnails (DESIGN §3)
 
@@ -57,6 +70,8 @@ class Result:
     measurement: torch.Tensor | None = None  # y in image units, (C', H', W')
     trajectory: list[tuple[float, np.ndarray, np.ndarray]] = field(default_factory=list)
     stopped: bool = False  # True when finished early with the current x̂0
+    # Step extras as numbers per step, {key: [(step index, value), ...]} (engine.core.step)
+    extras: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -79,7 +94,7 @@ class Job:
         self.info = registry.get(name)
         self.model = model if self.info.needs_prior else None
         self.params = registry.make_params(self.info.params, request.params)
-        self.prior = load_prior(model, request.device) if self.model else None
+        self.prior = load_model(model, request.device) if self.model else None
         self.lo, self.hi = self.prior.data_range if self.prior else (0.0, 1.0)
         self.clean = None if request.image is None else request.image.float().cpu()
         if self.prior is not None and self.clean is not None and tuple(self.clean.shape) != self.prior.shape:
@@ -87,12 +102,13 @@ class Job:
                                 f"{self.prior.shape} (C, H, W); convert it first")
         self.degradation = request.degradation or (Degradation() if self.clean is not None else None)
         self.y_image, self.measurement = self._measure()
-        self.info.check(self.prior, self.measurement)
+        self.info.check(self.prior, self.measurement, self.degradation)
         self.result: Result | None = None
         self._x0_hat: torch.Tensor | None = None
         self._trajectory: list = []
+        self._extras: dict[str, list[tuple[int, float]]] = {}
         self._seconds = 0.0
-        self._nfe_start = 0
+        self._counts_start = (0, 0)
 
     # -- units ----------------------------------------------------------------------
     def to_model(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,14 +134,33 @@ class Job:
         measurement = registry.Measurement(batch, op, deg.noise * scale, tuple(x.shape[1:]))
         return y_unit[0], measurement
 
+    # -- cost: the one place NFE and VJPs are counted ------------------------------------
+    def _counts(self) -> tuple[int, int]:
+        if self.prior is None:
+            return 0, 0
+        return self.prior.nfe, getattr(self.prior, "vjp", 0)
+
+    @property
+    def nfe(self) -> int:
+        """Forward network evaluations (per sample: one per batched call) since the start."""
+        return self._counts()[0] - self._counts_start[0]
+
+    @property
+    def vjp(self) -> int:
+        """Vector–Jacobian products through the network since the start."""
+        return self._counts()[1] - self._counts_start[1]
+
+    def _record_extras(self, step: Step) -> None:
+        for key, value in scalar_extras(step.extras).items():
+            self._extras.setdefault(key, []).append((step.index, value))
+
     # -- running ----------------------------------------------------------------------
     def steps(self) -> Iterator[Step]:
         """Yield the method's Steps (batch = all samples); sets ``self.result`` at the end."""
         req = self.request
         rng = SampleRNG(req.seed, req.n, device=req.device, latent_seed=req.latent_seed,
                         latent_mix=req.latent_mix)
-        if self.prior is not None:
-            self._nfe_start = self.prior.nfe
+        self._counts_start = self._counts()
         self._seconds = 0.0
         steps = self.info.run(self.prior, self.measurement, self.params, rng)
         try:
@@ -138,17 +173,27 @@ class Job:
                 check_finite(step.x0_hat, self.info.name)
                 self._x0_hat = step.x0_hat
                 self._record(step)
+                self._record_extras(step)
                 self._seconds += time.perf_counter() - started
                 yield step
         finally:
             steps.close()  # a closed job stops its method within one step
         self.finish(stopped=False)
 
+    def thumbnail(self, x: torch.Tensor) -> np.ndarray:
+        """One image (C, H, W) in model units as an 8-bit (H, W, C) thumbnail."""
+        return to_thumbnail(self.to_unit(x).float().cpu())
+
     def _record(self, step: Step) -> None:
+        """Add sample 0 of a step to the trajectory; `latest_frame` is what the GUI shows."""
         if len(self._trajectory) >= TRAJECTORY_FRAMES:
             self._trajectory = self._trajectory[::2]  # keep the whole path, half as dense
-        self._trajectory.append((step.t, to_thumbnail(self.to_unit(step.x_t[0]).float().cpu()),
-                                 to_thumbnail(self.to_unit(step.x0_hat[0]).float().cpu())))
+        self._trajectory.append((step.t, self.thumbnail(step.x_t[0]), self.thumbnail(step.x0_hat[0])))
+
+    @property
+    def latest_frame(self) -> tuple[float, np.ndarray, np.ndarray]:
+        """(t, x_t, x̂0) thumbnails of sample 0 at the latest step (made once, in `_record`)."""
+        return self._trajectory[-1]
 
     def run(self, progress: Callable[[Step], None] | None = None) -> Result:
         for step in self.steps():
@@ -161,12 +206,12 @@ class Job:
         if self._x0_hat is None:
             raise BadInputError("the job was stopped before its first step; nothing to keep")
         samples = self.to_unit(self._x0_hat.float().cpu()).clamp(0, 1)
-        nfe = (self.prior.nfe - self._nfe_start) if self.prior is not None else 0
-        values = {"nfe": nfe, "seconds": self._seconds, "n": self.request.n}
+        values = {"nfe": self.nfe, "vjp": self.vjp, "seconds": self._seconds, "n": self.request.n}
         values.update(metrics.sample_metrics(samples, self.clean))
         self.result = Result(samples=samples, metrics=values, recipe=self.recipe(),
                              clean=self.clean, measurement=self.y_image,
-                             trajectory=list(self._trajectory), stopped=stopped)
+                             trajectory=list(self._trajectory), stopped=stopped,
+                             extras={k: list(v) for k, v in self._extras.items()})
         return self.result
 
     def recipe(self) -> dict[str, Any]:

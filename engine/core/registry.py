@@ -14,6 +14,23 @@ The GUI builds its forms and the CLI its options from the parameter dataclasses:
 field is declared with `param` (default, range, help, choices). Adding a method is one
 function plus one `register` call in its module, and the module listed in
 `METHOD_MODULES`; no GUI code.
+
+Capabilities (`engine.core.capabilities`): a model declares what it can do, a method
+what it needs (`MethodInfo.requirements`: ``needs``, by default ``denoise`` for a method
+that takes a model, plus ``differentiable`` when ``needs_grad``). `why_not` is the one
+rule that says whether a model can run a method on a degradation; `models_for`,
+`MethodInfo.check`, ``engine list``, the CLI's errors, the studio's pickers and the
+conformance suite all ask it.
+
+Gradients: jobs iterate methods under ``torch.no_grad()``. A method that differentiates
+through the model sets ``needs_grad=True`` and enables gradients locally around its
+network call (``engine.priors.base.denoise_with_grad``), so its result does not depend
+on the caller's grad mode (checked by the conformance suite).
+
+NFE: `MethodInfo.nfe` *predicts* the forward network evaluations per sample from the
+parameters (the GUI shows it before a run); the job measures them (and VJPs) from the
+model's counters (`engine.core.jobs.Job.nfe`), and the conformance suite checks the two
+agree.
 """
 
 from __future__ import annotations
@@ -25,8 +42,9 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from engine.core.operators import Operator
-from engine.core.step import BadInputError, Step
+from engine.core.capabilities import DENOISE, DIFFERENTIABLE, PHRASES, ModelSpec, spec_of
+from engine.core.operators import Degradation, Operator
+from engine.core.step import BadInputError, Step, UnsupportedOperatorError
 
 # Modules whose import registers methods (later families append here).
 METHOD_MODULES = (
@@ -130,20 +148,78 @@ class MethodInfo:
     # slider moves it), e.g. "initial noise"; None for methods without one.
     latent: str | None = None
 
-    def check(self, prior, measurement: Measurement | None) -> None:
+    # Capabilities the model must have (engine.core.capabilities), e.g. ("task-sample",)
+    # or ("generate-ladder",); None = ("denoise",) for a method that takes a model.
+    needs: tuple[str, ...] | None = None
+    # The method differentiates through the model (enables gradients locally; adds the
+    # ``differentiable`` requirement; the conformance suite checks grad-mode independence).
+    needs_grad: bool = False
+
+    @property
+    def requirements(self) -> frozenset[str]:
+        """Capabilities a model must have to run this method (empty without a model)."""
+        if not self.needs_prior:
+            return frozenset()
+        needs = set((DENOISE,) if self.needs is None else self.needs)
+        return frozenset(needs | ({DIFFERENTIABLE} if self.needs_grad else set()))
+
+    def check(self, prior, measurement: Measurement | None,
+              degradation: Degradation | None = None) -> None:
         """Raise a clear `BadInputError` if this method cannot serve the request."""
         if measurement is None and not self.generates:
             raise BadInputError(f"{self.name} restores a measurement; it cannot generate "
                                 "unconditionally")
         if self.needs_prior and prior is None:
-            raise BadInputError(f"{self.name} needs a prior (name it as {self.name}@MODEL)")
-        if self.needs_prior and self.schedules and prior.schedule.kind not in self.schedules:
-            raise BadInputError(f"{self.name} works with {'/'.join(self.schedules)} priors, "
-                                f"not with {prior.name} ({prior.schedule.kind})")
+            raise BadInputError(f"{self.name} needs a prior (name it as {self.name}@MODEL; "
+                                f"models that can run it: {', '.join(models_for(self.name)) or 'none'})")
         if measurement is not None and not self.supports(measurement.operator):
-            from engine.core.step import UnsupportedOperatorError
             raise UnsupportedOperatorError(
                 f"{self.name} cannot restore {measurement.operator.describe()}")
+        if self.needs_prior:
+            reason = why_not(self, spec_of(prior), degradation)
+            if reason:
+                raise BadInputError(reason)
+
+
+def why_not(info: MethodInfo, model: ModelSpec, degradation: Degradation | None = None) -> str | None:
+    """Why ``model`` cannot run ``info`` (on ``degradation``), or None when it can.
+
+    The one capability rule: the model has every capability the method requires; a
+    ``denoise`` method restricted to schedule kinds gets one of them; a task-bound model
+    (``task-sample``) runs only on the degradation it was trained for.
+    """
+    if not info.needs_prior:
+        return f"{info.name} takes no model"
+    missing = sorted(info.requirements - model.capabilities)
+    if missing:
+        return (f"{info.name} needs a model that can {' and '.join(PHRASES.get(m, m) for m in missing)}; "
+                f"{model.name} ({model.kind}) cannot")
+    if DENOISE in info.requirements and info.schedules and model.schedule not in info.schedules:
+        return (f"{info.name} works with {'/'.join(info.schedules)} priors, "
+                f"not with {model.name} ({model.schedule})")
+    if degradation is not None and model.task is not None and \
+            Degradation.parse(model.task) != degradation:
+        return (f"{model.name} was trained for {model.task}; the measurement is "
+                f"{degradation.spec()}")
+    if degradation is not None and not info.supports(degradation.operator(model.shape[0])):
+        return f"{info.name} cannot restore {degradation.operator(model.shape[0]).describe()}"
+    return None
+
+
+def models_for(method: str, degradation: Degradation | str | None = None,
+               specs: dict[str, ModelSpec] | None = None) -> list[str]:
+    """Names of the models that can run ``method`` (on ``degradation``): the one question
+    the CLI, the GUI's pickers and the conformance suite ask. Default and example first.
+    ``specs``: the models to choose from (default: every model of the catalog)."""
+    if specs is None:
+        from engine.priors.catalog import model_specs
+        specs = model_specs()
+    info = get(method)
+    if isinstance(degradation, str):
+        degradation = Degradation.parse(degradation)
+    names = [name for name, spec in specs.items() if why_not(info, spec, degradation) is None]
+    preferred = [n for n in (info.default_model, info.example_model) if n in names]
+    return list(dict.fromkeys(preferred + names))
 
 
 _METHODS: dict[str, MethodInfo] = {}

@@ -5,7 +5,9 @@
 ``ddpm`` (ancestral, σ² = β̃) through our `Job` and through diffusers'
 ``DDIMScheduler`` (η = 0 and η = 1; DDIM with η = 1 *is* the ancestral DDPM step) driven
 by the same network, from the same x_T and with the same per-step noise, and reports
-the largest pixel difference and both wall times.
+the largest pixel difference and both wall times (medians of alternating runs after a
+warm-up, both on the cached model: the comparison is of the sampling loops, not of
+loading weights).
 
 Matching the grids: our ``VPSchedule.grid(N)`` visits ``k = 1000, 1000 − s, …, 0``
 (s = 1000/N); diffusers' "trailing" spacing visits ``t = k − 1`` (0-based timesteps)
@@ -17,12 +19,13 @@ draws — the p_1 start (`sample_p1`), then one ``randn_like`` per step — from
 from __future__ import annotations
 
 import math
+import statistics
 import time
 
 import torch
 
 from engine.core.jobs import Job, Request
-from engine.priors.catalog import load_prior
+from engine.priors.catalog import load_model
 from engine.core.rng import SampleRNG
 from engine.samplers.common import sample_p1
 from engine.core.step import BadInputError
@@ -58,21 +61,31 @@ def diffusers_sample(prior, steps: int, n: int, seed: int, eta: float) -> torch.
     return ((x - lo) / (hi - lo)).clamp(0, 1)
 
 
-def side_by_side(model: str = "vp", steps: int = 50, n: int = 4, seed: int = 0) -> dict:
+def side_by_side(model: str = "vp", steps: int = 50, n: int = 4, seed: int = 0,
+                 repeats: int = 3) -> dict:
+    """Both samplers on the same cached model: one warm-up each, then ``repeats``
+    alternating runs (so load on a shared machine hits both alike); medians reported."""
     if 1000 % steps:
         raise BadInputError(f"steps must divide 1000 for identical grids, got {steps}")
-    prior = load_prior(model)
+    prior = load_model(model)  # the object our jobs get from the cache
     diffusers_scheduler(steps)  # import diffusers before anything is timed
-    report = {"model": model, "steps": steps, "n": n, "seed": seed}
+    report = {"model": model, "steps": steps, "n": n, "seed": seed, "repeats": repeats}
     for ours, eta in (("ddim", 0.0), ("ddpm", 1.0)):
-        start = time.perf_counter()
-        mine = Job(Request(method=f"{ours}@{model}", params={"nfe": steps}, n=n, seed=seed)).run()
-        our_seconds = time.perf_counter() - start
-        start = time.perf_counter()
+        request = Request(method=f"{ours}@{model}", params={"nfe": steps}, n=n, seed=seed)
+        mine = Job(request).run()
         theirs = diffusers_sample(prior, steps, n, seed, eta)
-        their_seconds = time.perf_counter() - start
+        our_times, their_times = [], []
+        for _ in range(repeats):
+            our_times.append(seconds(lambda: Job(request).run()))
+            their_times.append(seconds(lambda: diffusers_sample(prior, steps, n, seed, eta)))
+        our_s, their_s = statistics.median(our_times), statistics.median(their_times)
         report[ours] = {"diffusers": f"DDIMScheduler(eta={eta:g})",
                         "max_abs_diff": float((mine.samples - theirs).abs().max()),
-                        "ours_s": our_seconds, "diffusers_s": their_seconds,
-                        "ratio": our_seconds / their_seconds}
+                        "ours_s": our_s, "diffusers_s": their_s, "ratio": our_s / their_s}
     return report
+
+
+def seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start

@@ -14,8 +14,8 @@ Decisions:
   `features` returns the activations of each stage and the embedding — the layers a
   perceptual distance normalises and compares; `embedding` is the vector whose
   Gaussian statistics the Fréchet distance compares.
-* ``config.json`` has ``"kind": "features"``: it is not a diffusion prior, and the
-  prior catalog must skip it.
+* ``config.json`` has ``"kind": "features"``, registered with no capabilities: the model
+  catalog knows the kind but lists no such model for a method.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from engine.core.capabilities import register_kind
 from engine.core.step import BadInputError
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / "features"
@@ -100,3 +101,6 @@ def load_feature_network(model_dir: Path | str = DEFAULT_DIR, device: str = "cpu
     net = FeatureNet(FeatureNetConfig.from_dict(config["architecture"]))
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     return net.eval().requires_grad_(False).to(device)
+
+
+register_kind("features", load_feature_network, ())  # shipped for the metrics; no method runs it

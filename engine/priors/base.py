@@ -6,12 +6,15 @@ toy points are ``(2, 1, 1)``), and answers ``denoise(x_t, t) = E[x0 | x_t]``.
 Every call of `denoise` is one network evaluation: ``nfe`` counts them (per batch call,
 which is per sample trajectory). The score follows by Tweedie's formula (Soft
 Diffusion Lemma A.2): ``∇ log p_t(x_t) = (C_t E[x0|x_t] − x_t) / σ_t²``.
+Its `capabilities` (`engine.core.capabilities`): ``denoise`` on its schedule, and
+``differentiable`` (gradients flow through ``denoise`` when ``x_t`` requires them).
 """
 
 from __future__ import annotations
 
 import torch
 
+from engine.core.capabilities import DENOISE, DIFFERENTIABLE
 from engine.core.rng import SampleRNG
 from engine.core.schedules import Schedule
 
@@ -19,6 +22,7 @@ from engine.core.schedules import Schedule
 class Prior:
     name = "prior"
     exact = False  # True for closed-form priors (no network)
+    capabilities = frozenset({DENOISE, DIFFERENTIABLE})  # engine.core.capabilities
 
     def __init__(self, schedule: Schedule, shape: tuple[int, ...],
                  data_range: tuple[float, float] = (-1.0, 1.0)):

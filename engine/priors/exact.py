@@ -25,7 +25,8 @@ Decisions:
 * ``colour_stats`` gives the per-channel mean and std of an image's mean colour (Soft
   Diffusion's p_1 recipe).
 
-Presets (`EXACT_PRIORS`, all zero-argument factories):
+Presets (`PRESETS`, all zero-argument factories; `engine.priors.catalog` serves them by
+name and is the only module that imports this list):
 
 * ``ring8``: 8 Gaussians (std 0.1) on a circle of radius 2, shape (2, 1, 1) (the two
   coordinates are the two channels of a 1×1 image), VE σ 0.01 → 10, data range
@@ -47,7 +48,6 @@ import torch
 
 from engine.core.operators import Operator
 from engine.priors.base import Prior
-from engine.priors.catalog import EXACT_PRIORS
 from engine.core.rng import SampleRNG
 from engine.core.schedules import Schedule, SoftBlurSchedule, SoftMaskSchedule, VESchedule, VPSchedule
 from engine.core.step import BadInputError
@@ -66,6 +66,7 @@ class ExactPrior(Prior):
     """Shared by the closed-form priors: exact p_1 draws from `sample`."""
 
     exact = True
+    kind = "exact"
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` clean samples x0 ``(n, C, H, W)`` drawn with ``generator``."""
@@ -255,10 +256,10 @@ def demo_empirical(schedule: Schedule, name: str) -> EmpiricalPrior:
     return EmpiricalPrior(to_model_range(images), schedule, (-1.0, 1.0), name=name)
 
 
-EXACT_PRIORS.update({
+PRESETS = {
     "ring8": ring8,
     "gaussian2d": gaussian2d,
     "empirical-vp": lambda: demo_empirical(VPSchedule(), "empirical-vp"),
     "empirical-soft-blur": lambda: demo_empirical(SoftBlurSchedule(), "empirical-soft-blur"),
     "empirical-soft-mask": lambda: demo_empirical(SoftMaskSchedule(), "empirical-soft-mask"),
-})
+}

@@ -19,6 +19,8 @@ Decisions:
   with its ink rescaled so its mean colour is c (zero padding makes C_1 of a flat image
   vignetted, so the mean image's silhouette is a closer start than a flat one). For
   VP, C_1 = √ᾱ_T ≈ 0.006, so p_1 is the base class's ``C_1 x̄ + σ_1 ε``.
+* Model kind ``"diffusion"`` (`engine.core.capabilities.register_kind`): ``denoise``
+  on its schedule, ``differentiable``.
 * Loading never unpickles: only ``.safetensors`` weights are read; a ``.pt``/``.pth``/
   ``.pkl``/``.ckpt`` file is refused with a `BadInputError`.
 """
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from engine.core.capabilities import DENOISE, DIFFERENTIABLE, register_kind
 from engine.models.unet import UNet, UNetConfig
 from engine.priors.base import Prior
 from engine.core.rng import SampleRNG
@@ -43,6 +46,7 @@ PARAMETRISATIONS = ("eps", "x0-residual")
 
 class LearnedPrior(Prior):
     exact = False
+    kind = "diffusion"
 
     def __init__(self, network: torch.nn.Module, config: dict, stats: dict[str, torch.Tensor],
                  name: str = "learned"):
@@ -176,3 +180,6 @@ def load_learned(model_dir: Path | str, device: str = "cpu") -> LearnedPrior:
         raise BadInputError(f"weights in {model_dir} do not match its config: {err}") from None
     stats = {k: v for k, v in tensors.items() if not k.startswith("net.")}
     return LearnedPrior(network, config, stats, name=model_dir.name).to(device)
+
+
+register_kind("diffusion", load_learned, {DENOISE, DIFFERENTIABLE})

@@ -1,11 +1,19 @@
 """What every diffusion sampler shares: the reverse-process loop, its start, and p_1.
 
-A sampler is an *update rule* ``x_{t'} = update(move, x_t, x̂0, rng)`` for one step
-``t → t'`` of the grid; `reverse_process` runs it. Decisions recorded here:
+The step interface (as k-diffusion's samplers get ``model`` and ``sigmas``): a *step
+rule* ``(x_{t'}, x̂0) = rule(denoise, move, x_t, rng)`` receives the model's denoiser
+``denoise(x_t, t) = E[x0 | x_t]`` and one `Move` t → t' of the `Grid`, the schedule
+evaluated on the time grid as data. `run_grid` applies a rule along a grid; a
+Heun-type rule calls ``denoise`` twice, a gradient-guided one differentiates through
+it, an inner loop calls it as often as it likes. Most samplers here evaluate x̂0 once
+at x_t and then apply a closed-form *update* ``x_{t'} = update(move, x_t, x̂0, rng)``
+(the paper's box); `x0_first` turns such an update into a step rule. Decisions:
 
 * Grid: ``t_start = t_0 > … > t_N = 0`` from ``prior.schedule.grid(nfe, t_start)``
-  (uniform in t; VP uses integer timesteps, DDIM's stride). One network evaluation per
-  step, so NFE = N. Restoring from a VP level k takes ``min(nfe, k)`` steps.
+  (uniform in t; VP uses integer timesteps, DDIM's stride), with ``C_t`` and ``σ_t``
+  evaluated once per grid point (not twice per step). One network evaluation per step
+  for `x0_first` rules, so NFE = N. Restoring from a VP level k takes ``min(nfe, k)``
+  steps.
 * Steps: each Step reports the state *after* its update: ``t = t_{i+1}``,
   ``x_t = x_{t_{i+1}}`` and the x̂0 that produced it; the last Step's x0_hat is the
   final sample x_{t_N} itself (it carries the schedule's σ_0 noise; no extra NFE).
@@ -72,22 +80,55 @@ class Move:
     sigma_next: float
 
 
+@dataclass(frozen=True)
+class Grid:
+    """The schedule on a time grid ``t_0 > … > t_N``: levels, corruptions and noise, as data."""
+
+    t: tuple[float, ...]
+    C: tuple[Operator, ...]
+    sigma: tuple[float, ...]
+
+    @staticmethod
+    def of(schedule: Schedule, nfe: int, t_start: float = 1.0) -> "Grid":
+        t = tuple(schedule.grid(nfe, t_start))
+        return Grid(t, tuple(schedule.corruption(s) for s in t), tuple(schedule.sigma(s) for s in t))
+
+    def __len__(self) -> int:
+        return len(self.t) - 1  # steps
+
+    def moves(self) -> Iterator[Move]:
+        for i in range(len(self)):
+            yield Move(i, self.t[i], self.t[i + 1], self.C[i], self.C[i + 1],
+                       self.sigma[i], self.sigma[i + 1])
+
+
+Denoise = Callable[[torch.Tensor, float], torch.Tensor]
 Update = Callable[[Move, torch.Tensor, torch.Tensor, SampleRNG], torch.Tensor]
+StepRule = Callable[[Denoise, Move, torch.Tensor, SampleRNG], tuple[torch.Tensor, torch.Tensor]]
+
+
+def x0_first(update: Update) -> StepRule:
+    """The step rule that evaluates ``x̂0 = denoise(x_t, t)`` once, then applies ``update``."""
+    def rule(denoise: Denoise, move: Move, x_t: torch.Tensor, rng: SampleRNG):
+        x0_hat = denoise(x_t, move.t)
+        return update(move, x_t, x0_hat, rng), x0_hat
+    return rule
+
+
+def run_grid(denoise: Denoise, x: torch.Tensor, grid: Grid, rng: SampleRNG,
+             rule: StepRule) -> Iterator[Step]:
+    """Apply ``rule`` along ``grid`` from ``x = x_{t_0}``; the last Step's x̂0 is x_{t_N}."""
+    total = len(grid)
+    for move in grid.moves():
+        x, x0_hat = rule(denoise, move, x, rng)
+        yield Step(move.index, total, move.t_next, x, x if move.index == total - 1 else x0_hat)
 
 
 def reverse_process(prior, measurement: Measurement | None, params: SamplerParams,
-                    rng: SampleRNG, update: Update) -> Iterator[Step]:
-    """Start from p_1 (or the measurement's level), then apply ``update`` along the grid."""
+                    rng: SampleRNG, rule: StepRule) -> Iterator[Step]:
+    """Start from p_1 (or the measurement's level), then apply ``rule`` along the grid."""
     t_start, x = start(prior, measurement, params.final, rng)
-    schedule = prior.schedule
-    grid = schedule.grid(params.nfe, t_start)
-    total = len(grid) - 1
-    for i, (t, t_next) in enumerate(zip(grid, grid[1:])):
-        move = Move(i, t, t_next, schedule.corruption(t), schedule.corruption(t_next),
-                    schedule.sigma(t), schedule.sigma(t_next))
-        x0_hat = prior.denoise(x, t)
-        x = update(move, x, x0_hat, rng)
-        yield Step(i, total, t_next, x, x if i == total - 1 else x0_hat)
+    yield from run_grid(prior.denoise, x, Grid.of(prior.schedule, params.nfe, t_start), rng, rule)
 
 
 def start(prior, measurement: Measurement | None, final: str,

@@ -32,7 +32,7 @@ from functools import partial
 
 from engine.core.registry import param
 from engine.samplers.common import (SOFT_SCHEDULES, Move, SamplerParams, on_corruption_path,
-                                    register_sampler, reverse_process)
+                                    register_sampler, reverse_process, x0_first)
 
 
 def naive_update(m: Move, x_t, x0_hat, rng):
@@ -70,27 +70,28 @@ class DDIMParams(SamplerParams):
 
 def naive(prior, measurement, params: SamplerParams, rng):
     """Naive sampler (Alg. 1): re-corrupt x̂0 to the next level."""
-    yield from reverse_process(prior, measurement, params, rng, naive_update)
+    yield from reverse_process(prior, measurement, params, rng, x0_first(naive_update))
 
 
 def momentum(prior, measurement, params: SamplerParams, rng):
     """Momentum sampler (Alg. 2): remove noise along ê, then move the corruption C_t → C_t'."""
-    yield from reverse_process(prior, measurement, params, rng, momentum_update)
+    yield from reverse_process(prior, measurement, params, rng, x0_first(momentum_update))
 
 
 def pf_momentum(prior, measurement, params: SamplerParams, rng):
     """Probability-flow momentum (eq. 51): the deterministic counterpart of momentum."""
-    yield from reverse_process(prior, measurement, params, rng, pf_momentum_update)
+    yield from reverse_process(prior, measurement, params, rng, x0_first(pf_momentum_update))
 
 
 def ddim(prior, measurement, params: DDIMParams, rng):
     """DDIM-type sampler (eq. 52); on VP priors this is DDIM."""
-    yield from reverse_process(prior, measurement, params, rng, partial(ddim_update, k=params.k))
+    rule = x0_first(partial(ddim_update, k=params.k))
+    yield from reverse_process(prior, measurement, params, rng, rule)
 
 
 def pc(prior, measurement, params: SamplerParams, rng):
     """Predictor–corrector (App. F.3): DDIM(k = 0) and PF-momentum on alternate steps."""
-    yield from reverse_process(prior, measurement, params, rng, pc_update)
+    yield from reverse_process(prior, measurement, params, rng, x0_first(pc_update))
 
 
 SOFT = dict(family="Soft Diffusion", schedules=SOFT_SCHEDULES, default_model="soft-blur",

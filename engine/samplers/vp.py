@@ -18,7 +18,8 @@ import math
 from dataclasses import dataclass
 
 from engine.core.registry import param
-from engine.samplers.common import Move, SamplerParams, noise_only, register_sampler, reverse_process
+from engine.samplers.common import (Move, SamplerParams, noise_only, register_sampler,
+                                    reverse_process, x0_first)
 
 
 def ddpm_update(m: Move, x_t, x0_hat, rng):
@@ -38,7 +39,7 @@ class DDPMParams(SamplerParams):
 
 def ddpm(prior, measurement, params: DDPMParams, rng):
     """DDPM ancestral sampler (Alg. 2) with posterior variance β̃ on a strided grid."""
-    yield from reverse_process(prior, measurement, params, rng, ddpm_update)
+    yield from reverse_process(prior, measurement, params, rng, x0_first(ddpm_update))
 
 
 register_sampler("ddpm", ddpm, DDPMParams, "DDPM ancestral sampling (Ho et al.): the VP "

@@ -1,0 +1,107 @@
+"""What a model can do, and what the registry needs to know about a model without loading it.
+
+Not every model is a diffusion prior. A model declares *capabilities*, a method declares
+what it *needs* (`engine.core.registry.MethodInfo.requirements`), and one registry
+function (`engine.core.registry.why_not`) decides whether a model can run a method on a
+measurement. The vocabulary (open: a new kind may bring a new word; these are the ones
+the engine's methods use):
+
+* ``denoise``: ``denoise(x_t, t) = E[x0 | x_t]`` on a corruption schedule
+  (``schedule``: its kind, e.g. "vp", "soft-blur"); diffusion priors and exact priors.
+* ``generate-ladder``: ``generate(y_next, level, z)`` on a degradation ladder (RGM's
+  generator).
+* ``task-sample``: ``sample(y, z)`` for the one task it was trained for (``task``: a
+  degradation spec in image units, e.g. "downsample=4,noise=0.05"); an amortized flow,
+  TIM's tower.
+* ``differentiable``: gradients may flow through it (``x_t`` may require grad and the
+  model answers with a graph); methods that take gradients need it.
+
+A `ModelSpec` is what the pickers, the CLI and the conformance suite see of a model:
+read from its ``config.json`` (learned models: no weights are read) or from the object
+itself (exact priors, a loaded model; `spec_of`).
+
+Model kinds: a model directory's ``config.json`` names its ``"kind"``; `register_kind`
+maps a kind to its loader ``load(model_dir, device) -> model`` and the capabilities every
+model of that kind has. A kind registers in its own module, listed in `KIND_MODULES`
+(as methods are in ``registry.METHOD_MODULES``), so a new kind is one module plus one
+registration; `engine.priors.catalog` dispatches on it. A loaded model object has
+``name``, ``kind``, ``capabilities`` (the same set its kind declares; tested for every
+shipped model), ``shape`` (C, H, W), ``data_range`` (lo, hi), an ``nfe`` counter (and
+``vjp`` when it is differentiable), ``task`` for a ``task-sample`` model, and the
+methods its capabilities name. The registry lives here, below
+the priors, so that kind modules import it and nothing imports back (no cycle).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+# Modules whose import registers model kinds (later kinds append here).
+KIND_MODULES = (
+    "engine.priors.learned",
+    "engine.models.features",
+)
+
+DENOISE = "denoise"
+GENERATE_LADDER = "generate-ladder"
+TASK_SAMPLE = "task-sample"
+DIFFERENTIABLE = "differentiable"
+
+# What each capability means, in words a message can use ("X cannot <phrase>").
+PHRASES = {DENOISE: "denoise on a schedule", GENERATE_LADDER: "generate on a degradation ladder",
+           TASK_SAMPLE: "sample for a fixed task", DIFFERENTIABLE: "pass gradients"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: str  # "exact", "diffusion", "rgm-generator", "aps-flow", "tim-tower", ...
+    capabilities: frozenset[str]
+    shape: tuple[int, ...]  # one sample (C, H, W)
+    schedule: str | None = None  # schedule kind of a ``denoise`` model
+    task: str | None = None  # degradation spec of a ``task-sample`` model
+    exact: bool = False
+
+    @property
+    def is_image(self) -> bool:
+        """Samples are images (H, W > 1), not the 2-D points of the toy priors."""
+        return self.shape[1] > 1 and self.shape[2] > 1
+
+
+def spec_of(model, kind: str | None = None) -> ModelSpec:
+    """The spec of a model object (its ``capabilities``, ``schedule``, ``task``, ``shape``)."""
+    schedule = getattr(model, "schedule", None)
+    exact = bool(getattr(model, "exact", False))
+    kind = kind or getattr(model, "kind", None) or ("exact" if exact else "model")
+    return ModelSpec(name=getattr(model, "name", "model"), kind=kind,
+                     capabilities=frozenset(getattr(model, "capabilities", ())),
+                     shape=tuple(model.shape), schedule=getattr(schedule, "kind", None),
+                     task=getattr(model, "task", None), exact=exact)
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    kind: str
+    load: Callable[[Path, str], Any]  # (model_dir, device) -> model
+    capabilities: frozenset[str]  # empty: shipped, but no method runs it (e.g. "features")
+
+
+MODEL_KINDS: dict[str, ModelKind] = {}
+
+
+def register_kind(kind: str, load: Callable[[Path, str], Any], capabilities) -> ModelKind:
+    """Make models whose ``config.json`` says ``"kind": kind`` loadable with ``load``."""
+    entry = ModelKind(kind, load, frozenset(capabilities))
+    if kind in MODEL_KINDS and MODEL_KINDS[kind].load is not load:
+        raise ValueError(f"model kind {kind!r} registered twice")
+    MODEL_KINDS[kind] = entry
+    return entry
+
+
+def model_kinds() -> dict[str, ModelKind]:
+    for module in KIND_MODULES:
+        importlib.import_module(module)
+    return dict(MODEL_KINDS)
