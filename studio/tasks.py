@@ -82,12 +82,6 @@ class Ticket:
     steps: int = 0  # engine steps yielded so far (written by the engine thread)
 
 
-def _thumbnail(job, x) -> np.ndarray:
-    from engine.core.jobs import to_thumbnail
-
-    return to_thumbnail(job.to_unit(x).float().cpu())
-
-
 def forward_trajectory(job, seed: int) -> list[tuple[float, np.ndarray]]:
     """x0 → x_T under the prior's schedule, ``x_t = C_t x0 + σ_t ε`` with one fixed ε."""
     if job.prior is None or job.clean is None:
@@ -97,7 +91,7 @@ def forward_trajectory(job, seed: int) -> list[tuple[float, np.ndarray]]:
     x0 = job.to_model(job.clean[None])
     eps = SampleRNG(seed, 1).randn(*x0.shape[1:])
     levels = np.linspace(0.0, 1.0, FORWARD_FRAMES)
-    return [(float(t), _thumbnail(job, job.prior.schedule.corrupt(x0, float(t), eps)[0]))
+    return [(float(t), job.thumbnail(job.prior.schedule.corrupt(x0, float(t), eps)[0]))
             for t in levels]
 
 
@@ -140,9 +134,9 @@ def job_events(ticket: Ticket):
                 last_frame = now
                 nfe = (job.prior.nfe - nfe_start) if job.prior is not None else 0
                 x0 = job.to_unit(step.x0_hat[0]).float().cpu().clamp(0, 1)
-                frame = Frame(step.index, step.total, step.t, _thumbnail(job, step.x_t[0]),
-                              _thumbnail(job, step.x0_hat[0]), nfe, now - started,
-                              _psnr(x0, job.clean))
+                _, x_t_thumbnail, x0_thumbnail = job.latest_frame  # made once, by the job
+                frame = Frame(step.index, step.total, step.t, x_t_thumbnail, x0_thumbnail,
+                              nfe, now - started, _psnr(x0, job.clean))
             if (yield frame) == KEEP:
                 steps.close()
                 return summarise(job.finish(stopped=True))

@@ -24,7 +24,7 @@ import torch
 import engine
 from engine.evaluation import metrics
 from engine.core import registry
-from engine.core.operators import Degradation
+from engine.core.operators import Degradation, measure_image
 from engine.priors.catalog import load_prior
 from engine.core.rng import SampleRNG
 from engine.core.step import BadInputError, Step, check_finite
@@ -45,6 +45,16 @@ class Request:
     latent_mix: float = 0.0  # 0 = own latent, 1 = latent of latent_seed + k
     device: str = "cpu"
     source: str = ""  # where the image came from (recipe only)
+
+    def recipe(self) -> dict[str, Any]:
+        """The settings as a recipe: the one place its keys are written (`Job.recipe`
+        adds the resolved parameters and versions; the studio saves its settings so)."""
+        method, _, model = self.method.partition("@")
+        return {"method": method, "model": model or None, "params": dict(self.params),
+                "seed": self.seed, "n": self.n, "measurement_seed": self.measurement_seed,
+                "latent_seed": self.latent_seed, "latent_mix": self.latent_mix,
+                "degradation": self.degradation.spec() if self.degradation else None,
+                "source": self.source, "device": self.device}
 
 
 @dataclass
@@ -101,19 +111,17 @@ class Job:
         return (x - self.lo) / (self.hi - self.lo)
 
     def _measure(self):
+        """y in image units (for display) and the `Measurement` in model units (for the method)."""
         if self.clean is None:
             return None, None
-        deg, x = self.degradation, self.clean[None]
-        op = deg.operator(x.shape[1])
-        op.check_input(tuple(x.shape))
-        eps = SampleRNG(self.request.measurement_seed, 1).randn(*op.out_shape(tuple(x.shape))[1:])
-        y_unit = deg.measure(x, eps)
+        x = self.clean[None]
+        op, y_unit = measure_image(self.degradation, x, self.request.measurement_seed)
         # y in model units: A(lo + s·x) + s·σ ε = lo·A(1) + s·y  (A linear)
         scale = self.hi - self.lo
         y_model = self.lo * op.forward(torch.ones_like(x)) + scale * y_unit
         device = self.request.device
         batch = y_model.to(device).expand(self.request.n, *y_model.shape[1:]).contiguous()
-        measurement = registry.Measurement(batch, op, deg.noise * scale, tuple(x.shape[1:]))
+        measurement = registry.Measurement(batch, op, self.degradation.noise * scale, tuple(x.shape[1:]))
         return y_unit[0], measurement
 
     # -- running ----------------------------------------------------------------------
@@ -142,11 +150,20 @@ class Job:
             steps.close()  # a closed job stops its method within one step
         self.finish(stopped=False)
 
+    def thumbnail(self, x: torch.Tensor) -> np.ndarray:
+        """One image (C, H, W) in model units as an 8-bit (H, W, C) thumbnail."""
+        return to_thumbnail(self.to_unit(x).float().cpu())
+
     def _record(self, step: Step) -> None:
+        """Add sample 0 of a step to the trajectory; `latest_frame` is what the GUI shows."""
         if len(self._trajectory) >= TRAJECTORY_FRAMES:
             self._trajectory = self._trajectory[::2]  # keep the whole path, half as dense
-        self._trajectory.append((step.t, to_thumbnail(self.to_unit(step.x_t[0]).float().cpu()),
-                                 to_thumbnail(self.to_unit(step.x0_hat[0]).float().cpu())))
+        self._trajectory.append((step.t, self.thumbnail(step.x_t[0]), self.thumbnail(step.x0_hat[0])))
+
+    @property
+    def latest_frame(self) -> tuple[float, np.ndarray, np.ndarray]:
+        """(t, x_t, x̂0) thumbnails of sample 0 at the latest step (made once, in `_record`)."""
+        return self._trajectory[-1]
 
     def run(self, progress: Callable[[Step], None] | None = None) -> Result:
         for step in self.steps():
@@ -168,17 +185,13 @@ class Job:
         return self.result
 
     def recipe(self) -> dict[str, Any]:
-        req = self.request
-        return {
-            "method": self.info.name, "model": self.model,
-            "params": {k: getattr(self.params, k) for k in vars(self.params)},
-            "seed": req.seed, "n": req.n, "measurement_seed": req.measurement_seed,
-            "latent_seed": req.latent_seed, "latent_mix": req.latent_mix,
-            "degradation": self.degradation.spec() if self.degradation else None,
-            "source": req.source, "device": req.device, "rng_device": "cpu", "dtype": "float32",
-            "versions": {"engine": engine.__version__, "torch": torch.__version__,
-                         "numpy": np.__version__, "python": platform.python_version()},
-        }
+        """The request's recipe with the method's resolved parameters and the versions."""
+        return {**self.request.recipe(), "method": self.info.name, "model": self.model,
+                "params": {k: getattr(self.params, k) for k in vars(self.params)},
+                "degradation": self.degradation.spec() if self.degradation else None,
+                "rng_device": "cpu", "dtype": "float32",
+                "versions": {"engine": engine.__version__, "torch": torch.__version__,
+                             "numpy": np.__version__, "python": platform.python_version()}}
 
 
 def run_job(request: Request, progress: Callable[[Step], None] | None = None) -> Result:

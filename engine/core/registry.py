@@ -46,11 +46,12 @@ class Measurement:
     x_shape: tuple[int, ...]  # shape of one clean sample (C, H, W)
 
 
-def param(default, *, lo=None, hi=None, help: str = "", choices=None, log: bool = False):
-    """A dataclass field carrying its range, help text and choices for forms and CLIs."""
+def param(default, *, lo=None, hi=None, help: str = "", choices=None, log: bool = False,
+          units: str = ""):
+    """A dataclass field carrying its range, help text, choices and units for forms and CLIs."""
     return field(default=default, metadata={"lo": lo, "hi": hi, "help": help,
                                             "choices": tuple(choices) if choices else None,
-                                            "log": log})
+                                            "log": log, "units": units})
 
 
 def describe_params(params_cls) -> list[dict]:
@@ -61,7 +62,7 @@ def describe_params(params_cls) -> list[dict]:
         out.append({"name": f.name, "type": type(f.default).__name__, "default": f.default,
                     "lo": meta.get("lo"), "hi": meta.get("hi"), "help": meta.get("help", ""),
                     "choices": list(meta["choices"]) if meta.get("choices") else None,
-                    "log": meta.get("log", False)})
+                    "log": meta.get("log", False), "units": meta.get("units", "")})
     return out
 
 
