@@ -18,7 +18,8 @@ one run:
   Each run is stopped once its first frame arrived.
 * ``live``: restorations per second that reach the screen while a degradation slider
   (blur σ) is dragged at 60 moves per second with Live on, for ``pinv`` and
-  ``tikhonov`` on the 28×28 demo image with the window's default n samples (goal ≥ 15).
+  ``tikhonov`` on the 28×28 demo image with the window's default 8 samples (goal ≥ 15),
+  then whether the result after the drag is the one of the final slider value.
 
 The 256×256 RGB image is demo image 0 upscaled (nearest) and coloured, opened through
 the window's file path, with the Tikhonov baseline selected so no model conversion
@@ -43,6 +44,7 @@ PREVIEW_SLIDERS = {  # slider → values swept (each differs from the previous o
 }
 TIMER_MS = 5
 LIVE_METHODS = ("pinv", "tikhonov")
+LIVE_N = 8  # the window's default number of samples
 DRAG_HZ = 60
 
 
@@ -181,11 +183,12 @@ def bench_first_step(window, app, method: str, repeats: int) -> dict:
             "min_ms": min(later), "runs": len(later)}
 
 
-def bench_live(window, app, method: str, seconds: float) -> dict:
+def bench_live(window, app, method: str, seconds: float, n: int) -> dict:
     from PySide6.QtCore import Qt, QTimer
 
     window.choose_demo(0)
     window.choose_method(method, None, {})
+    window.state.method.n = n
     window.state.degradation.set_spec("blur=0.5,noise=0.05")
     app.processEvents()
     window.controller.wait()
@@ -210,10 +213,13 @@ def bench_live(window, app, method: str, seconds: float) -> dict:
     waiter.loop.exec()
     drag.stop()
     dragged = time.perf_counter() - started
-    window.method_panel.live.setChecked(False)
     during = [t for t, ticket, _ in waiter.finished if ticket.purpose == "restore" and t <= started + dragged]
+    settle = QTimer.singleShot  # the throttle's trailing run, then its result
+    settle(200, waiter.loop.quit)
+    waiter.loop.exec()
     window.controller.wait()
     app.processEvents()
+    window.method_panel.live.setChecked(False)
     waiter.check()
     last = waiter.finished[-1][2].result.recipe["degradation"] if waiter.finished else None
     return {"method": method, "n": window.state.method.n, "moves": len(values),
@@ -244,7 +250,7 @@ def run(quick: bool, method: str | None, nfe: int, n: int) -> dict:
         report = {"preview": bench_preview(window, app, repeats=2 if quick else 10)}
     method = method or ("ddim@vp" if "vp" in learned_models() else "ddim@empirical-vp")
     report["first_step"] = bench_first_step(window, app, method, repeats=3 if quick else 10)
-    report["live"] = {m: bench_live(window, app, m, seconds=1.0 if quick else 3.0) for m in LIVE_METHODS}
+    report["live"] = {m: bench_live(window, app, m, 1.0 if quick else 3.0, LIVE_N) for m in LIVE_METHODS}
     report["stall"] = bench_stall(window, app, method, 50 if quick else nfe, n)
     window.controller.shutdown()
     window.close()

@@ -194,9 +194,12 @@ class MainWindow(PreviewMixin, RunMixin, FileMenuMixin, QMainWindow):
     # -- start-up -----------------------------------------------------------------------
     def load_engine(self) -> None:
         """Import the engine (torch), fill the pickers, restore the last session."""
+        import torch
+
         from engine.core.operators import allowed_values, degradation_rows
         from studio.catalog import Catalog
 
+        torch.set_num_threads(1)  # on the GUI thread only: previews are small (studio.preview)
         self.degradation_panel.set_rows(degradation_rows(), allowed_values)
         self.catalog = Catalog()
         self.source_panel.set_demo_images(self.catalog.demo_images, self.catalog.demo_labels)

@@ -7,12 +7,17 @@ A mixin of `studio.main_window.MainWindow`. Decisions:
   recomputed only when an input of the measurement changed: the source image, a
   degradation field (σ_y, an operator field, the measurement seed), or the method or
   model when that changes the working image (a model needs another shape). Parameters,
-  seeds, n and the latent slider never recompute it. Any input change still cancels a
-  running restoration (its result would be stale); with Live on, a throttled re-run
-  follows (`LIVE_INTERVAL_MS`, latest wins), so a fast method follows a dragged slider.
+  seeds, n and the latent slider never recompute it. Any input change makes a running
+  restoration stale: with Live off it is stopped at once; with Live on a throttled
+  re-run follows (`LIVE_INTERVAL_MS`, leading and trailing, latest wins) and supersedes
+  it when it starts, so a fast method keeps finishing while a slider is dragged.
 * The degraded preview is computed on the GUI thread with the engine's one measurement
   function, `engine.core.operators.measure_image`, with the same seed as the job: the
   preview *is* the job's y. It costs well under a millisecond at 28×28.
+* The GUI thread computes previews with one intra-op torch thread (`MainWindow.load_engine`
+  sets it; it acts on this thread only): a preview is small
+  work, and a second thread that waits for a busy core turned 0.02 ms operations into
+  ≈100 ms ones on the shared 2-core machine (see `studio.worker`).
 * Its PSNR badge (of y, or of A⁺y when y is smaller) waits until the slider rests
   (`BADGE_DELAY_MS`); while it moves the badge says "PSNR …", never a stale figure.
 * The formula line writes the measurement model with A as its composition, in the
@@ -70,13 +75,16 @@ class PreviewMixin:
         self._inputs_changed()
 
     def _inputs_changed(self) -> None:
+        """A running restoration is stale: with Live on, the throttled re-run supersedes it
+        when it starts (so a fast job may still finish and show); else it stops now."""
         if not self._ready():
+            return
+        if self.method_panel.live.isChecked():
+            self.live_throttler.throttle()
             return
         current = self.controller.current
         if current is not None and current.purpose == "restore":
             self.controller.stop()
-        if self.method_panel.live.isChecked():
-            self.live_throttler.throttle()
 
     def _update_working_image(self) -> bool:
         """Convert the source for the chosen model; True if the working image changed."""
