@@ -126,3 +126,44 @@ def test_a_new_operator_gets_its_controls_in_the_real_panel(qtbot, monkeypatch):
     assert result.recipe["degradation"] == "blur=1,gain=0.5"
     torch.testing.assert_close(result.measurement, expected)
     window.controller.shutdown()
+
+
+def test_frames_show_the_jobs_own_thumbnails():
+    """Thumbnails are made once per step, by the job; the GUI's frames reuse them."""
+    from engine.core.jobs import Request
+    from engine.core.operators import Degradation
+    from engine.io.data import demo_images
+    from studio.tasks import Frame, Ticket, job_events
+
+    request = Request("ddim@empirical-vp", image=demo_images()[0][3], params={"nfe": 4},
+                      degradation=Degradation(noise=0.5), n=2)
+    events = job_events(Ticket(1, "restore", "test", request))
+    frames = []
+    try:
+        while True:
+            event = next(events)
+            if isinstance(event, Frame):
+                frames.append(event)
+    except StopIteration as done:
+        outcome = done.value
+    trajectory = outcome.result.trajectory
+    assert len(trajectory) == 4 and frames
+    shown = [(x_t, x0) for _, x_t, x0 in trajectory]
+    assert all(any(f.x_t is x_t and f.x0_hat is x0 for x_t, x0 in shown) for f in frames)
+
+
+def test_the_studio_and_the_job_write_the_same_recipe():
+    from engine.core.jobs import Job
+    from studio.state import StudioState, load_source
+
+    state = StudioState()
+    state.set_source(load_source("demo:2"), "demo:2")
+    state.degradation.set_spec("downsample=2,noise=0.1")
+    state.method.method, state.method.params, state.method.n = "tikhonov", {"alpha": 0.5}, 2
+    settings = state.to_recipe()
+    job = Job(state.request()).recipe()
+    assert set(job) - set(settings) == {"rng_device", "dtype", "versions"}
+    same = {"method", "model", "seed", "n", "measurement_seed", "degradation", "source", "device",
+            "latent_mix"}
+    assert {k: job[k] for k in same} == {k: settings[k] for k in same}
+    assert job["params"]["alpha"] == settings["params"]["alpha"] == 0.5
