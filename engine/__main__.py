@@ -69,7 +69,9 @@ def cmd_list(args) -> int:
                 "generates": m.generates, "schedules": list(m.schedules), "latent": m.latent,
                 "params": registry.describe_params(m.params)}
                for m in registry.methods().values()]
-    listing = {"operators": ["noise", "blur", "mask", "downsample", "grayscale"],
+    from engine.core.operators import operator_infos
+
+    listing = {"operators": ["noise"] + [info.name for info in operator_infos()],
                "methods": methods, "models": learned_models(), "priors": prior_names()}
     if args.json:
         print(json.dumps(listing, indent=2, default=str))
