@@ -9,8 +9,10 @@ A mixin of `studio.main_window.MainWindow`. Decisions:
   model when that changes the working image (a model needs another shape). Parameters,
   seeds, n and the latent slider never recompute it. Any input change makes a running
   restoration stale: with Live off it is stopped at once; with Live on a throttled
-  re-run follows (`LIVE_INTERVAL_MS`, leading and trailing, latest wins) and supersedes
-  it when it starts, so a fast method keeps finishing while a slider is dragged.
+  re-run follows (`LIVE_INTERVAL_MS`, leading and trailing). A live run younger than
+  `LIVE_PATIENCE_MS` is left to finish and the latest settings run right after it, so a
+  fast method shows a result at its own pace while a slider is dragged (superseding it
+  at every move would show none); an older, slow one is superseded at once.
 * The degraded preview is computed on the GUI thread with the engine's one measurement
   function, `engine.core.operators.measure_image`, with the same seed as the job: the
   preview *is* the job's y. It costs well under a millisecond at 28×28.
@@ -26,11 +28,14 @@ A mixin of `studio.main_window.MainWindow`. Decisions:
 
 from __future__ import annotations
 
+import time
+
 from superqt.utils import QSignalDebouncer, QSignalThrottler
 
 from studio.state import working_image
 
 LIVE_INTERVAL_MS = 40  # at most 25 live re-runs per second while a slider moves
+LIVE_PATIENCE_MS = 250  # a live run younger than this finishes before the next starts
 BADGE_DELAY_MS = 120
 
 
@@ -38,7 +43,9 @@ class PreviewMixin:
     def _build_preview(self) -> None:
         self.live_throttler = QSignalThrottler(parent=self)  # leading and trailing runs
         self.live_throttler.setTimeout(LIVE_INTERVAL_MS)
-        self.live_throttler.triggered.connect(self.run_job)
+        self.live_throttler.triggered.connect(self._live_rerun)
+        self._live_pending = False  # the settings changed while a young live run ran
+        self._run_started = 0.0  # perf_counter() when the last restoration was submitted
         self.badge_debouncer = QSignalDebouncer(self)
         self.badge_debouncer.setTimeout(BADGE_DELAY_MS)
         self.badge_debouncer.triggered.connect(self._update_preview_badge)
@@ -53,8 +60,25 @@ class PreviewMixin:
         s.method.events.model.connect(lambda *_: self._working_image_changed())
         for name in ("params", "seed", "n", "device", "latent_seed", "latent_mix"):
             getattr(s.method.events, name).connect(lambda *_: self._inputs_changed())
+        self.controller.finished.connect(lambda ticket, _: self._live_settled(ticket))
+        self.controller.failed.connect(lambda ticket, _: self._live_settled(ticket))
         self.method_panel.live.toggled.connect(
             lambda on: self.live_throttler.throttle() if on else self.live_throttler.cancel())
+
+    def _live_rerun(self) -> None:
+        current = self.controller.current
+        young = 1e3 * (time.perf_counter() - self._run_started) < LIVE_PATIENCE_MS
+        if current is not None and current.purpose == "restore" and young:
+            self._live_pending = True
+            return
+        self._live_pending = False
+        self.run_job()
+
+    def _live_settled(self, ticket) -> None:
+        """A restoration ended: run the settings that changed meanwhile."""
+        if ticket.purpose == "restore" and self._live_pending and self.method_panel.live.isChecked():
+            self._live_pending = False
+            self.run_job()
 
     # -- inputs → previews ------------------------------------------------------------
     def _ready(self) -> bool:

@@ -15,6 +15,8 @@ Decisions:
 
 from __future__ import annotations
 
+import time
+
 from studio.state import SAMPLE_PREFIX
 from studio.views.diversity import format_metrics
 from studio.views.trajectory import TrajectoryFrame
@@ -42,6 +44,7 @@ class RunMixin:
             self.messages.error(str(err))
             return
         self.controller.submit(request)
+        self._run_started = time.perf_counter()
 
     def _on_event(self, ticket, event) -> None:
         """Progress of the other tasks (compare grid, playground); their views draw them."""

@@ -167,3 +167,24 @@ def test_the_studio_and_the_job_write_the_same_recipe():
             "latent_mix"}
     assert {k: job[k] for k in same} == {k: settings[k] for k in same}
     assert job["params"]["alpha"] == settings["params"]["alpha"] == 0.5
+
+
+def test_a_young_live_run_finishes_and_the_latest_settings_follow(window, qtbot, monkeypatch):
+    """While a slider is dragged, a live run is not cancelled by the next move (unless it is
+    older than the patience); the settings of the last move run right after it."""
+    from studio import preview
+
+    monkeypatch.setattr(preview, "LIVE_PATIENCE_MS", 60_000)  # every run counts as young
+    window.choose_method("tikhonov", None, {})
+    window.method_panel.live.setChecked(True)
+    qtbot.waitUntil(lambda: window.controller.current is None, timeout=30_000)
+    cancelled, finished = [], []
+    window.controller.cancelled.connect(cancelled.append)
+    window.controller.finished.connect(lambda ticket, outcome: finished.append(outcome))
+    for k, value in enumerate([0.6, 0.8, 1.0, 1.2]):
+        window.degradation_panel.blur.setValue(value)
+        qtbot.wait(2 * preview.LIVE_INTERVAL_MS)
+    qtbot.waitUntil(lambda: finished and finished[-1].result.recipe["degradation"].startswith("blur=1.2"),
+                    timeout=30_000)
+    assert cancelled == []
+    window.method_panel.live.setChecked(False)
