@@ -9,6 +9,12 @@ A `Result` holds the samples in [0, 1], the measurement, metrics against the cle
 image when it is known, NFE per sample, wall seconds per image, a bounded trajectory
 of 8-bit thumbnails and the full recipe (everything needed to re-run it exactly).
 ``job.finish()`` after an early stop keeps the current x̂0 ("Stop and keep x̂0").
+
+One path for each thing the studio shows too: y is measured by
+`engine.core.operators.measure_image` (the studio's preview calls it as well); each
+step's thumbnails are made once, in `Job._record` (the GUI's frames reuse
+`Job.latest_frame`); the recipe's keys are written by `Request.recipe` (the studio saves
+its settings with it), to which `Job.recipe` adds the resolved parameters and versions.
 """
 
 from __future__ import annotations
