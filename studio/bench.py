@@ -214,17 +214,21 @@ def bench_live(window, app, method: str, seconds: float, n: int) -> dict:
     drag.stop()
     dragged = time.perf_counter() - started
     during = [t for t, ticket, _ in waiter.finished if ticket.purpose == "restore" and t <= started + dragged]
-    settle = QTimer.singleShot  # the throttle's trailing run, then its result
-    settle(200, waiter.loop.quit)
+    final = window.state.degradation.spec()
+    settled = lambda: waiter.finished and waiter.finished[-1][2].result.recipe["degradation"] == final
+    poll = QTimer()
+    poll.timeout.connect(lambda: (settled() or time.perf_counter() > started + dragged + 30)
+                         and waiter.loop.quit())
+    poll.start(20)  # until the result of the final slider value is shown (at most 30 s)
     waiter.loop.exec()
-    window.controller.wait()
-    app.processEvents()
+    poll.stop()
     window.method_panel.live.setChecked(False)
+    window.controller.wait()
     waiter.check()
     last = waiter.finished[-1][2].result.recipe["degradation"] if waiter.finished else None
     return {"method": method, "n": window.state.method.n, "moves": len(values),
             "seconds": dragged, "updates": len(during), "updates_per_s": len(during) / dragged,
-            "last_result_spec": last, "final_spec": window.state.degradation.spec()}
+            "last_result_spec": last, "final_spec": final}
 
 
 def run(quick: bool, method: str | None, nfe: int, n: int) -> dict:

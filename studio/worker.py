@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import sys
 import traceback
+from contextlib import contextmanager
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
 from superqt.utils import GeneratorWorker
@@ -47,15 +48,27 @@ class EngineWorker(GeneratorWorker):
         self.threads = threads
 
     def work(self):
-        import torch
+        with intra_op_threads(self.threads):
+            try:
+                return super().work()
+            finally:
+                self._gen.close()
 
-        default = torch.get_num_threads()
-        torch.set_num_threads(self.threads or default)
-        try:
-            return super().work()
-        finally:
-            self._gen.close()
-            torch.set_num_threads(default)
+
+@contextmanager
+def intra_op_threads(threads: int | None):
+    """Run the block with this many intra-op torch threads on this thread (None: as is)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    default = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(default)
 
 
 def threads_for(request) -> int | None:
