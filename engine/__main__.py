@@ -64,7 +64,9 @@ def cmd_list(args) -> int:
                 "runs_on": registry.models_for(m.name) if m.needs_prior else [],
                 "params": registry.describe_params(m.params)}
                for m in registry.methods().values()]
-    listing = {"operators": ["noise", "blur", "mask", "downsample", "grayscale"],
+    from engine.core.operators import operator_infos
+
+    listing = {"operators": ["noise"] + [info.name for info in operator_infos()],
                "methods": methods, "models": learned_models(), "priors": prior_names()}
     listing["model_specs"] = {name: {"kind": s.kind, "capabilities": sorted(s.capabilities),
                                      "shape": list(s.shape), "schedule": s.schedule, "task": s.task}

@@ -1,8 +1,11 @@
-"""The File menu's half of the main window: recipes, export and persisted settings.
+"""The File menu's half of the main window: sources, recipes, export and persisted settings.
 
 A mixin of `studio.main_window.MainWindow` (it uses the window's state, message bar,
 last outcome and settings). Decisions:
 
+* A source image comes from the demo gallery, a file (menu, drop) or a model
+  (`draw_source`, in `studio.runs`); a file that cannot be read is reported and the
+  current image stays.
 * Export writes what the last finished restoration holds, through `engine.io.export`
   (the grid PNG embeds the job's full recipe); the trajectory is exported as x_t and
   x̂0 side by side, frame by frame.
@@ -23,8 +26,43 @@ from PySide6.QtWidgets import QFileDialog
 
 from studio.state import SAMPLE_PREFIX
 
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
+
 
 class FileMenuMixin:
+    # -- sources ----------------------------------------------------------------------
+    def choose_demo(self, index: int) -> None:
+        self.state.set_source(self.catalog.demo_images[index], f"demo:{index}")
+
+    def choose_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", self.last_dir, IMAGE_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str) -> bool:
+        """Load an image file as the source; on failure say why and keep the current one."""
+        from engine.io.imageio import load_image
+        from engine.core.step import BadInputError
+
+        self.last_dir = str(Path(path).parent)
+        try:
+            image = load_image(path)
+        except BadInputError as err:
+            self.messages.error(f"Cannot open the image: {err}. The current image is kept.")
+            return False
+        self.state.set_source(image, str(path))
+        self.messages.info(f"Opened {Path(path).name}.")
+        return True
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.open_path(paths[0])
+
     # -- recipes and export -------------------------------------------------------------
     def choose_recipe(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open recipe", self.last_dir,

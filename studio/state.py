@@ -8,9 +8,14 @@ recipe (the dict `engine.core.jobs.Job.recipe` returns and `engine.io.export` em
 Decisions:
 
 * Three groups, one per panel: `SourceState` (the loaded image and where it came from),
-  `DegradationState` (the fields of `engine.core.operators.Degradation` plus the
-  measurement seed) and `MethodState` (method, model, parameter values, seed, n).
-  Child events bubble up, so ``state.events.all`` fires on any change.
+  `DegradationState` (σ_y, the operators' fields of `engine.core.operators.Degradation`
+  as one dict, and the measurement seed) and `MethodState` (method, model, parameter
+  values, seed, n). Child events bubble up, so ``state.events.all`` fires on any
+  change; views connect to the fields they show (``state.method.events.model``), so
+  a change reaches only the views it concerns.
+* The operators are the engine's, declared as data: the degradation state holds their
+  fields in one dict (defaults filled from the registry), so a newly registered
+  operator needs no field here, and the panel generates its controls from the same rows.
 * The latent slider is two `MethodState` fields, ``latent_seed`` and ``latent_mix``;
   a request carries the second latent only while the mix is above 0, so a mix of 0
   gives exactly the run without the slider.
@@ -21,9 +26,10 @@ Decisions:
 * The image is kept as loaded (``SourceState.image``, (C, H, W) in [0, 1]); the
   conversion a model needs is done when a request is built (`working_image`), so the
   note saying what was converted is computed in one place.
-* Recipes: `to_recipe` writes the keys `Job.recipe` writes (method, model, params,
-  seed, n, measurement_seed, degradation spec, source, device, latent seed and mix,
-  and the measurement-noise scheme); `apply_recipe` reads them back. A job's recipe from
+* Recipes are written in one place, `engine.core.jobs.Request.recipe` (method, model,
+  params, seed, n, measurement_seed, degradation spec, source, device, latent seed and
+  mix, and the measurement-noise scheme): `to_recipe` is the recipe of a request for the current settings (`Job.recipe`
+  adds the resolved parameters and versions); `apply_recipe` reads them back. A job's recipe from
   before the scheme was recorded is reproduced with the legacy scheme "v1"
   (`engine.core.rng.recipe_measurement_noise`); the scheme then stays with the
   settings until another recipe is opened. Keys it does not know (versions, rng_device, dtype) are ignored. The
@@ -57,39 +63,72 @@ class SourceState:
 
 @dataclass
 class DegradationState:
-    """The sliders of the Degradation panel; field names follow `engine.core.operators.Degradation`."""
+    """The Degradation panel's values: σ_y, the operators' fields and the measurement seed.
+
+    ``operators`` holds the operator fields the user set, by their `Degradation` keyword
+    (``{"blur": 2.0, "mask": "box"}``); the registry's defaults fill the rest. Read and
+    write one as an attribute (``state.blur = 2``): that assigns a new ``operators`` dict,
+    so its ``events.operators`` signal carries the old and new values and a view updates
+    only the fields that changed. The set of operators is the engine's
+    (`engine.core.operators.degradation_rows`), so a new operator needs no field here.
+    """
 
     noise: float = 0.05
-    blur: float = 0.0
-    downsample: int = 1
-    mask: str = ""  # "" = off, "box", "random", "half", "frame"
-    mask_level: float = 0.5
-    mask_seed: int = 0
-    grayscale: bool = False
+    operators: dict = field(default_factory=dict)
     measurement_seed: int = 0
     measurement_noise: str | None = None  # its scheme (engine.core.rng); None = current
 
     events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor()
 
+    def __getattr__(self, name: str):  # only called for names that are not attributes
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.value(name)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in ("noise", "operators", "measurement_seed") or name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            self.set_value(name, value)
+
+    def value(self, name: str):
+        """An operator field's value (its default until set)."""
+        defaults = operator_defaults()
+        if name not in defaults:
+            raise AttributeError(f"the degradation has no field {name!r}")
+        return self.operators.get(name, defaults[name])
+
+    def set_value(self, name: str, value) -> None:
+        self.value(name)  # refuses an unknown name
+        self.operators = {**self.operators, name: value}
+
     def degradation(self):
         """The engine `Degradation` (raises `BadInputError` for impossible values)."""
         from engine.core.operators import Degradation
 
-        return Degradation(noise=float(self.noise), blur=float(self.blur),
-                           downsample=int(self.downsample), mask=self.mask,
-                           mask_level=float(self.mask_level), mask_seed=int(self.mask_seed),
-                           grayscale=bool(self.grayscale))
+        return Degradation(noise=float(self.noise), **self.operators)
 
     def spec(self) -> str:
         return self.degradation().spec()
+
+    def set_degradation(self, degradation) -> None:
+        """Take every value of an engine `Degradation`."""
+        values = degradation.as_dict()
+        self.noise = values.pop("noise")
+        self.operators = values
 
     def set_spec(self, spec: str | None) -> None:
         """Set every field from a CLI/recipe spec such as ``blur=2,noise=0.05``."""
         from engine.core.operators import Degradation
 
-        parsed = Degradation.parse(spec or "none")
-        for name, value in parsed.as_dict().items():
-            setattr(self, name, value)
+        self.set_degradation(Degradation.parse(spec or "none"))
+
+
+def operator_defaults() -> dict:
+    """Every operator field of the measurement model with its default (imports the engine)."""
+    from engine.core.operators import degradation_rows
+
+    return {row["name"]: row["default"] for row in degradation_rows() if row["operator"]}
 
 
 @dataclass
@@ -123,12 +162,16 @@ class StudioState:
 
     # -- recipes ----------------------------------------------------------------------
     def to_recipe(self) -> dict[str, Any]:
+        """The settings as a recipe, written by the engine (`engine.core.jobs.Request.recipe`)."""
+        from engine.core.jobs import Request
+
         m = self.method
-        return {"method": m.method, "model": m.model, "params": dict(m.params),
-                "seed": m.seed, "n": m.n, "measurement_seed": self.degradation.measurement_seed,
-                "measurement_noise": self.degradation.measurement_noise,
-                "degradation": self.degradation.spec(), "source": self.source.name,
-                "device": m.device, "latent_seed": m.latent_seed, "latent_mix": m.latent_mix}
+        return Request(method=m.spec, degradation=self.degradation.degradation(),
+                       params=dict(m.params), seed=m.seed, n=m.n,
+                       measurement_seed=self.degradation.measurement_seed,
+                       measurement_noise=self.degradation.measurement_noise,
+                       latent_seed=m.latent_seed, latent_mix=m.latent_mix, device=m.device,
+                       source=self.source.name).recipe()
 
     def apply_recipe(self, recipe: dict[str, Any]) -> bool:
         """Restore the settings of a recipe; True if its source image was restored too.
@@ -159,8 +202,7 @@ class StudioState:
             if isinstance(err, BadInputError):
                 raise
             raise BadInputError(f"the recipe is incomplete or malformed ({err})") from None
-        for name, value in degradation.as_dict().items():
-            setattr(self.degradation, name, value)
+        self.degradation.set_degradation(degradation)
         self.degradation.measurement_seed = measurement_seed
         self.degradation.measurement_noise = measurement_noise
         self.method.method, self.method.model = method, model
@@ -183,8 +225,6 @@ class StudioState:
         start from their defaults), ``nfe``, ``noise`` or ``seed``. ``shape_of(model)``
         gives the (C, H, W) a model needs; the source image is converted to it.
         """
-        from dataclasses import replace
-
         from engine.core import registry
         from engine.core.jobs import Request
 
@@ -198,7 +238,7 @@ class StudioState:
             params["nfe"] = changes["nfe"]
         degradation = self.degradation.degradation()
         if "noise" in changes:
-            degradation = replace(degradation, noise=float(changes["noise"]))
+            degradation = degradation.replace(noise=float(changes["noise"]))
         shape = shape_of(model) if shape_of is not None and model else None
         image, _ = working_image(self.source.image, shape)
         return Request(method=f"{name}@{model}" if model else name, image=image,

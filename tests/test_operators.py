@@ -212,3 +212,97 @@ def test_downsampling_by_a_non_divisor_names_the_size():
 def test_bad_specs_are_refused_when_parsed(spec):
     with pytest.raises(BadInputError):
         Degradation.parse(spec)
+
+
+# --- operators as data --------------------------------------------------------------------
+
+
+def test_every_operator_declares_its_parameters_as_rows_in_composition_order():
+    from engine.core.operators import degradation_rows, operator_infos
+
+    assert [info.name for info in operator_infos()] == ["blur", "downsample", "mask", "grayscale"]
+    rows = degradation_rows()
+    assert [r["name"] for r in rows] == ["noise", "blur", "downsample", "mask", "mask_level",
+                                         "mask_seed", "grayscale"]
+    assert all(r["help"] and "units" in r for r in rows)
+    assert {r["name"]: r["units"] for r in rows if r["units"]} == {
+        "noise": "image units", "blur": "px", "downsample": "×"}
+    assert [r["name"] for r in rows if r["switch"]] == ["blur", "downsample", "mask", "grayscale"]
+    assert Degradation().as_dict() == {r["name"]: r["default"] for r in rows}
+
+
+def test_allowed_values_follow_the_image_shape():
+    from engine.core.operators import allowed_values
+
+    assert allowed_values((1, 28, 28)) == {"downsample": [1, 2, 4, 7, 14], "grayscale": [False]}
+    assert allowed_values((3, 24, 36))["downsample"] == [1, 2, 3, 4, 6, 12]
+    assert allowed_values((3, 24, 36))["grayscale"] == [False, True]
+
+
+@pytest.fixture
+def contrast_operator(monkeypatch):
+    """A throw-away operator, registered for one test: A = c·I ('contrast'), off at c = 1."""
+    from dataclasses import dataclass
+
+    from engine.core.operators import OperatorInfo, degradation, register_operator
+    from engine.core.registry import param
+
+    @dataclass(frozen=True)
+    class ContrastParams:
+        contrast: float = param(1.0, lo=0.1, hi=2.0, units="×", help="contrast factor c of A = c·I")
+
+    monkeypatch.setattr(degradation, "_OPERATORS", dict(degradation._OPERATORS))
+    return register_operator(OperatorInfo("contrast", ContrastParams,
+                                          lambda p, channels: Scale(p.contrast), order=35))
+
+
+def test_a_registered_operator_joins_the_measurement_model(contrast_operator):
+    from engine.core.operators import degradation_rows, measure_image
+
+    d = Degradation.parse("blur=1,mask=box:0.5,contrast=0.5,noise=0.1")
+    assert d.contrast == 0.5 and d.spec() == "blur=1,mask=box:0.5,contrast=0.5,noise=0.1"
+    assert Degradation.parse(d.spec()) == d
+    assert [type(op) for op in d.operator(1).ops] == [Blur, Mask, Scale]  # order 10 < 30 < 35
+    assert "scale(c=0.5) ∘ mask" in d.operator(1).describe()
+    row = next(r for r in degradation_rows() if r["name"] == "contrast")
+    assert (row["operator"], row["units"], row["switch"]) == ("contrast", "×", True)
+    x = rand(1, 1, SIZE, SIZE, seed=2)
+    _, y = measure_image(Degradation(contrast=0.5), x, seed=0)
+    torch.testing.assert_close(y, 0.5 * x)
+    with pytest.raises(ValueError, match="reuses the field"):
+        from dataclasses import replace
+
+        from engine.core.operators import register_operator
+        register_operator(replace(contrast_operator, name="contrast-2"))
+
+
+def test_degradations_are_immutable_values():
+    import copy
+    import pickle
+
+    d = Degradation.parse("blur=1.5,mask=random:0.3:7,noise=0.05")
+    assert d.replace(noise=0.2).noise == 0.2 and d.noise == 0.05
+    assert d.replace(noise=0.2) != d and hash(d.replace(blur=1.5)) == hash(d)
+    assert pickle.loads(pickle.dumps(d)) == d == copy.deepcopy(d)
+    with pytest.raises(AttributeError):
+        d.blur = 2.0
+    with pytest.raises(BadInputError, match="unknown degradation field"):
+        Degradation(sharpen=1.0)
+    assert Degradation.parse("mask=box").mask_level == 0.5  # later fields default
+    assert Degradation.parse("mask=box:0.5").spec() == "mask=box:0.5"  # the level always written
+
+
+def test_measure_image_draws_noise_by_the_measurement_seed():
+    """The one measurement path: A x + σ_y ε with ε of SampleRNG(seed, 1), as the job's y."""
+    from engine.core.jobs import Job, Request
+    from engine.core.operators import measure_image
+    from engine.core.rng import SampleRNG
+
+    x = rand(1, 3, SIZE, SIZE, seed=4).float()
+    d = Degradation.parse("blur=1,downsample=2,noise=0.1")
+    op, y = measure_image(d, x, seed=7)
+    expected = F.avg_pool2d(Blur(1.0).forward(x), 2) + 0.1 * SampleRNG(7, 1).randn(3, 4, 4)
+    torch.testing.assert_close(y, expected)
+    assert op.describe().startswith("downsample")
+    job = Job(Request("pinv", image=x[0], degradation=d, measurement_seed=7))
+    assert torch.equal(job.y_image, y[0])

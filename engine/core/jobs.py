@@ -22,6 +22,11 @@ Decisions:
   ``MethodInfo.nfe`` only predicts the count.
 * The method's generator is advanced under ``torch.no_grad()``: a method that needs
   gradients enables them locally (`engine.core.registry`).
+* One path for each thing the studio shows too: y is measured by
+  `engine.core.operators.measure_image` (the studio's preview calls it as well); each
+  step's thumbnails are made once, in `Job._record` (the GUI's frames reuse
+  `Job.latest_frame`); the recipe's keys are written by `Request.recipe` (the studio saves
+  its settings with it), to which `Job.recipe` adds the resolved parameters and versions.
 """
 
 from __future__ import annotations
@@ -37,9 +42,9 @@ import torch
 import engine
 from engine.evaluation import metrics
 from engine.core import registry
-from engine.core.operators import Degradation
+from engine.core.operators import Degradation, measure_image
 from engine.priors.catalog import load_model
-from engine.core.rng import MEASUREMENT_NOISE, SampleRNG, measurement_noise
+from engine.core.rng import MEASUREMENT_NOISE, SampleRNG
 from engine.core.step import BadInputError, Step, check_finite, scalar_extras
 
 TRAJECTORY_FRAMES = 128  # bounded ring of thumbnails (DESIGN §3)
@@ -59,6 +64,17 @@ class Request:
     latent_mix: float = 0.0  # 0 = own latent, 1 = latent of latent_seed + k
     device: str = "cpu"
     source: str = ""  # where the image came from (recipe only)
+
+    def recipe(self) -> dict[str, Any]:
+        """The settings as a recipe: the one place its keys are written (`Job.recipe`
+        adds the resolved parameters and versions; the studio saves its settings so)."""
+        method, _, model = self.method.partition("@")
+        return {"method": method, "model": model or None, "params": dict(self.params),
+                "seed": self.seed, "n": self.n, "measurement_seed": self.measurement_seed,
+                "measurement_noise": self.measurement_noise or MEASUREMENT_NOISE,
+                "latent_seed": self.latent_seed, "latent_mix": self.latent_mix,
+                "degradation": self.degradation.spec() if self.degradation else None,
+                "source": self.source, "device": self.device}
 
 
 @dataclass
@@ -118,20 +134,18 @@ class Job:
         return (x - self.lo) / (self.hi - self.lo)
 
     def _measure(self):
+        """y in image units (for display) and the `Measurement` in model units (for the method)."""
         if self.clean is None:
             return None, None
-        deg, x = self.degradation, self.clean[None]
-        op = deg.operator(x.shape[1])
-        op.check_input(tuple(x.shape))
-        eps = measurement_noise(self.request.measurement_seed, op.out_shape(tuple(x.shape))[1:],
-                                self.request.measurement_noise)
-        y_unit = deg.measure(x, eps)
+        x = self.clean[None]
+        op, y_unit = measure_image(self.degradation, x, self.request.measurement_seed,
+                                   self.request.measurement_noise)
         # y in model units: A(lo + s·x) + s·σ ε = lo·A(1) + s·y  (A linear)
         scale = self.hi - self.lo
         y_model = self.lo * op.forward(torch.ones_like(x)) + scale * y_unit
         device = self.request.device
         batch = y_model.to(device).expand(self.request.n, *y_model.shape[1:]).contiguous()
-        measurement = registry.Measurement(batch, op, deg.noise * scale, tuple(x.shape[1:]))
+        measurement = registry.Measurement(batch, op, self.degradation.noise * scale, tuple(x.shape[1:]))
         return y_unit[0], measurement
 
     # -- cost: the one place NFE and VJPs are counted ------------------------------------
@@ -215,18 +229,13 @@ class Job:
         return self.result
 
     def recipe(self) -> dict[str, Any]:
-        req = self.request
-        return {
-            "method": self.info.name, "model": self.model,
-            "params": {k: getattr(self.params, k) for k in vars(self.params)},
-            "seed": req.seed, "n": req.n, "measurement_seed": req.measurement_seed,
-            "measurement_noise": req.measurement_noise or MEASUREMENT_NOISE,
-            "latent_seed": req.latent_seed, "latent_mix": req.latent_mix,
-            "degradation": self.degradation.spec() if self.degradation else None,
-            "source": req.source, "device": req.device, "rng_device": "cpu", "dtype": "float32",
-            "versions": {"engine": engine.__version__, "torch": torch.__version__,
-                         "numpy": np.__version__, "python": platform.python_version()},
-        }
+        """The request's recipe with the method's resolved parameters and the versions."""
+        return {**self.request.recipe(), "method": self.info.name, "model": self.model,
+                "params": {k: getattr(self.params, k) for k in vars(self.params)},
+                "degradation": self.degradation.spec() if self.degradation else None,
+                "rng_device": "cpu", "dtype": "float32",
+                "versions": {"engine": engine.__version__, "torch": torch.__version__,
+                             "numpy": np.__version__, "python": platform.python_version()}}
 
 
 def run_job(request: Request, progress: Callable[[Step], None] | None = None) -> Result:

@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from engine.core.capabilities import DENOISE, DIFFERENTIABLE, PHRASES, ModelSpec, spec_of
-from engine.core.operators import Degradation, Operator
+from engine.core.operators import Operator
 from engine.core.step import BadInputError, Step, UnsupportedOperatorError
 
 # Modules whose import registers methods (later families append here).
@@ -64,11 +64,12 @@ class Measurement:
     x_shape: tuple[int, ...]  # shape of one clean sample (C, H, W)
 
 
-def param(default, *, lo=None, hi=None, help: str = "", choices=None, log: bool = False):
-    """A dataclass field carrying its range, help text and choices for forms and CLIs."""
+def param(default, *, lo=None, hi=None, help: str = "", choices=None, log: bool = False,
+          units: str = ""):
+    """A dataclass field carrying its range, help text, choices and units for forms and CLIs."""
     return field(default=default, metadata={"lo": lo, "hi": hi, "help": help,
                                             "choices": tuple(choices) if choices else None,
-                                            "log": log})
+                                            "log": log, "units": units})
 
 
 def describe_params(params_cls) -> list[dict]:
@@ -79,7 +80,7 @@ def describe_params(params_cls) -> list[dict]:
         out.append({"name": f.name, "type": type(f.default).__name__, "default": f.default,
                     "lo": meta.get("lo"), "hi": meta.get("hi"), "help": meta.get("help", ""),
                     "choices": list(meta["choices"]) if meta.get("choices") else None,
-                    "log": meta.get("log", False)})
+                    "log": meta.get("log", False), "units": meta.get("units", "")})
     return out
 
 
@@ -181,6 +182,13 @@ class MethodInfo:
                 raise BadInputError(reason)
 
 
+def degradation_type():
+    """`Degradation`, imported late: its module declares operator parameters with this
+    module's `param`, so importing it here at the top would be circular."""
+    from engine.core.operators import Degradation
+    return Degradation
+
+
 def why_not(info: MethodInfo, model: ModelSpec, degradation: Degradation | None = None) -> str | None:
     """Why ``model`` cannot run ``info`` (on ``degradation``), or None when it can.
 
@@ -198,7 +206,7 @@ def why_not(info: MethodInfo, model: ModelSpec, degradation: Degradation | None 
         return (f"{info.name} works with {'/'.join(info.schedules)} priors, "
                 f"not with {model.name} ({model.schedule})")
     if degradation is not None and model.task is not None and \
-            Degradation.parse(model.task) != degradation:
+            degradation_type().parse(model.task) != degradation:
         return (f"{model.name} was trained for {model.task}; the measurement is "
                 f"{degradation.spec()}")
     if degradation is not None and not info.supports(degradation.operator(model.shape[0])):
@@ -216,7 +224,7 @@ def models_for(method: str, degradation: Degradation | str | None = None,
         specs = model_specs()
     info = get(method)
     if isinstance(degradation, str):
-        degradation = Degradation.parse(degradation)
+        degradation = degradation_type().parse(degradation)
     names = [name for name, spec in specs.items() if why_not(info, spec, degradation) is None]
     preferred = [n for n in (info.default_model, info.example_model) if n in names]
     return list(dict.fromkeys(preferred + names))

@@ -1,141 +1,161 @@
-"""The Degradation panel: sliders bound both ways to a `DegradationState`.
+"""The Degradation panel, generated from the engine's operator rows and bound both ways
+to a `DegradationState`.
 
-Every slider writes its field while it is dragged (so the degraded preview follows
-the hand); state changes written elsewhere (a recipe, a test) move the widgets back
-without echoing. The downsampling factors offered are the divisors of the image size
-(a factor that does not divide it has no meaning for block averaging); grayscale is
-only offered for colour images.
+No control here names an operator: `set_rows` builds one editor per row of
+`engine.core.operators.degradation_rows` (σ_y, then each registered operator's
+parameters in composition order) with the method forms' `ParamForm`, so a newly
+registered operator gets its controls with no GUI code. Decisions:
+
+* The rows come with the engine (`set_rows`, called once the engine is loaded, like
+  the method panel's catalog); until then the panel is empty and disabled.
+* Every editor writes its field while it is dragged (the degraded preview follows the
+  hand). State changes written elsewhere (a recipe, a test) move only the editors of the
+  fields that changed (``events.noise``, ``events.operators`` with old and new values,
+  ``events.measurement_seed``), without echoing.
+* An operator's first field switches it on; its other fields are enabled only while it
+  is on. Where an operator says which values suit the image (`OperatorInfo.options`:
+  the factors that divide the size, grayscale for colour images only), just those are
+  offered; a current value outside them (from a recipe) stays, marked.
+* The order of the rows is the order the operators act; the formula line below
+  (`set_description`) writes A as that composition.
+* Editors are reachable by field name: ``panel.editor("blur")``, or ``panel.blur`` where
+  Qt defines no attribute of that name (``QWidget.mask`` is one).
 """
 
 from __future__ import annotations
 
-from math import gcd
+from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QLabel, QSpinBox, QVBoxLayout
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGroupBox, QHBoxLayout,
-                               QLabel, QSpinBox, QVBoxLayout)
-from superqt import QLabeledDoubleSlider
+from studio.panels.param_form import ParamForm, choice_label
 
-from studio.panels.param_form import combo
-
-MASK_KINDS = [("off", ""), ("box (inpaint centre)", "box"), ("random pixels", "random"),
-              ("right half", "half"), ("frame (keep centre)", "frame")]
-MAX_FACTOR = 16
-
-
-def _slider(lo: float, hi: float, decimals: int) -> QLabeledDoubleSlider:
-    s = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-    s.setRange(lo, hi)
-    s.setDecimals(decimals)
-    s.setSingleStep(10 ** -decimals)
-    return s
+DECIMALS = 4  # a slider's float is stored rounded (no 0.30000000000000004 in recipes)
 
 
 class DegradationPanel(QGroupBox):
     def __init__(self, state, parent=None):
         super().__init__("Degradation", parent)
         self.state = state
-        self.noise = _slider(0.0, 2.0, 3)
-        self.noise.setToolTip("σ_y: standard deviation of the Gaussian measurement noise, "
-                              "in image units ([0, 1])")
-        self.blur = _slider(0.0, 5.0, 2)
-        self.blur.setToolTip("σ of the Gaussian blur in pixels (0 = no blur)")
-        self.mask = combo()
-        for label, _ in MASK_KINDS:
-            self.mask.addItem(label)
-        self.mask.setToolTip("which pixels are hidden")
-        self.mask_level = _slider(0.0, 1.0, 2)
-        self.mask_level.setToolTip("box/frame: side as a fraction of the image; random: "
-                                   "fraction of pixels dropped; half: fraction of the width")
-        self.mask_seed = QSpinBox()
-        self.mask_seed.setRange(0, 2**31 - 1)
-        self.mask_seed.setToolTip("seed of the random mask pattern")
-        self.downsample = combo()
-        self.downsample.setToolTip("block-average downsampling factor (1 = off); only "
-                                   "factors that divide the image size are offered")
-        self.grayscale = QCheckBox("grayscale")
-        self.grayscale.setToolTip("measure the channel mean (colour images only)")
+        self.rows: dict[str, dict] = {}
+        self.allowed_values = lambda shape: {}  # (C, H, W) → {field: values suiting it}
+        self.allowed: dict[str, list] = {}  # ... for the current image shape
+        self.shape = (1, 28, 28)
+        self.form = ParamForm()
         self.measurement_seed = QSpinBox()
         self.measurement_seed.setRange(0, 2**31 - 1)
         self.measurement_seed.setToolTip("seed of the noise ε in y = A x + σ_y ε")
+        seed_row = QFormLayout()
+        seed_row.addRow("measurement seed", self.measurement_seed)
         self.description = QLabel()
         self.description.setWordWrap(True)
         self.description.setStyleSheet("color: palette(mid);")
-
-        mask_row = QHBoxLayout()
-        mask_row.addWidget(self.mask, 1)
-        mask_row.addWidget(QLabel("seed"))
-        mask_row.addWidget(self.mask_seed)
-        form = QFormLayout()
-        form.addRow("noise σ_y", self.noise)
-        form.addRow("blur σ", self.blur)
-        form.addRow("mask", mask_row)
-        form.addRow("mask level", self.mask_level)
-        form.addRow("downsample ×", self.downsample)
-        form.addRow("", self.grayscale)
-        form.addRow("measurement seed", self.measurement_seed)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(self.form)
+        layout.addLayout(seed_row)
         layout.addWidget(self.description)
 
-        self.set_image_shape((1, 28, 28))
-        self.noise.valueChanged.connect(lambda v: setattr(state, "noise", round(v, 4)))
-        self.blur.valueChanged.connect(lambda v: setattr(state, "blur", round(v, 3)))
-        self.mask.currentIndexChanged.connect(lambda i: setattr(state, "mask", MASK_KINDS[i][1]))
-        self.mask_level.valueChanged.connect(lambda v: setattr(state, "mask_level", round(v, 3)))
-        self.mask_seed.valueChanged.connect(lambda v: setattr(state, "mask_seed", v))
-        self.downsample.currentIndexChanged.connect(self._on_factor)
-        self.grayscale.toggled.connect(lambda on: setattr(state, "grayscale", on))
+        self.form.changed.connect(self._on_edit)
         self.measurement_seed.valueChanged.connect(lambda v: setattr(state, "measurement_seed", v))
-        state.events.all.connect(self.sync)
-        self.sync()
+        state.events.noise.connect(lambda value: self._show({"noise": value}))
+        state.events.operators.connect(self._on_operators)
+        state.events.measurement_seed.connect(self._show_seed)
+        self.setEnabled(False)
+
+    def __getattr__(self, name: str):
+        form = self.__dict__.get("form")
+        if form is not None and name in form.editors:
+            return form.editor(name)
+        raise AttributeError(name)
+
+    def editor(self, name: str):
+        return self.form.editor(name)
+
+    # -- building -------------------------------------------------------------------------
+    def set_rows(self, rows: list[dict], allowed_values) -> None:
+        """Build the editors from `degradation_rows`; ``allowed_values(shape)`` is
+        `engine.core.operators.allowed_values`."""
+        self.rows = {row["name"]: row for row in rows}
+        self.allowed_values = allowed_values
+        self.allowed = allowed_values(self.shape)
+        self.form.set_fields([self._offered(row) for row in rows], {})
+        self.setEnabled(True)
+        self.set_image_shape(self.shape)
+
+    def _offered(self, row: dict) -> dict:
+        """A row whose values the image restricts becomes a choice among them."""
+        allowed = self.allowed.get(row["name"])
+        if allowed is None or isinstance(row["default"], bool):
+            return row
+        return {**row, "choices": allowed}
 
     def set_image_shape(self, shape: tuple[int, ...]) -> None:
-        """Offer the factors that divide (H, W) and grayscale only for colour images."""
+        """Offer the values that suit images of this (C, H, W); then show the state."""
         self.shape = tuple(shape)
-        self.grayscale.setEnabled(shape[0] > 1)
-        self.grayscale.setToolTip("measure the channel mean" if shape[0] > 1
-                                  else "the image is already gray")
-        self._fill_factors()
+        self.allowed = self.allowed_values(self.shape)
+        for name, allowed in self.allowed.items():
+            row = self.rows[name]
+            widget = self.form.editor(name)
+            if isinstance(widget, QCheckBox):
+                widget.setEnabled(True in allowed)
+                widget.setToolTip(row["help"] if True in allowed else
+                                  f"not available for a {shape[0]}-channel image")
+            elif isinstance(widget, QComboBox):
+                self._fill_choices(name, allowed)
         self.sync()
 
-    def _fill_factors(self) -> None:
-        """Divisors of the image size, plus the current factor if it is not one (marked)."""
+    def _fill_choices(self, name: str, allowed: list) -> None:
+        current = self.state.value(name)
+        choices = sorted(set(allowed) | {current}, key=str if isinstance(current, str) else None)
         _, h, w = self.shape
-        factors = [f for f in range(1, MAX_FACTOR + 1) if gcd(h, w) % f == 0]
-        self.downsample.blockSignals(True)
-        self.downsample.clear()
-        for f in sorted(set(factors) | {int(self.state.downsample)}):
-            label = "1 (off)" if f == 1 else str(f) if f in factors else f"{f} (does not divide {h}×{w})"
-            self.downsample.addItem(label, f)
-        self.downsample.blockSignals(False)
+        labels = [choice_label(c) if c in allowed else f"{c} (not for {h}×{w})" for c in choices]
+        self.form.set_choices(name, choices, labels)
+
+    # -- widgets → state --------------------------------------------------------------------
+    def _on_edit(self, name: str, value) -> None:
+        if isinstance(value, float):
+            value = round(value, DECIMALS)
+        if name == "noise":
+            self.state.noise = value
+        else:
+            self.state.set_value(name, value)
+
+    # -- state → widgets --------------------------------------------------------------------
+    def _on_operators(self, new: dict, old: dict) -> None:
+        self._show({name: self.state.value(name) for name in set(new) | set(old)
+                    if new.get(name) != old.get(name) and name in self.rows})
+
+    def _show(self, values: dict) -> None:
+        """Move the editors of these fields to their values without writing back."""
+        if not self.rows:
+            return
+        for name, value in values.items():
+            allowed = self.allowed.get(name)
+            widget = self.form.editor(name)
+            if allowed is not None and isinstance(widget, QComboBox) and widget.findData(value) < 0:
+                self._fill_choices(name, allowed)
+            self.form.set_value(name, value)
+        self._enable_fields({self.rows[name]["operator"] for name in values})
+
+    def _enable_fields(self, operators: set[str]) -> None:
+        """An operator's later fields are enabled only while its switch is on."""
+        switches = {row["operator"]: row for row in self.rows.values() if row["switch"]}
+        for row in self.rows.values():
+            if row["operator"] in operators and not row["switch"] and row["operator"] in switches:
+                switch = switches[row["operator"]]
+                self.form.editor(row["name"]).setEnabled(
+                    self.state.value(switch["name"]) != switch["default"])
+
+    def _show_seed(self, seed: int) -> None:
+        self.measurement_seed.blockSignals(True)
+        self.measurement_seed.setValue(seed)
+        self.measurement_seed.blockSignals(False)
+
+    def sync(self) -> None:
+        """Show every field of the state (after the rows or the image shape changed)."""
+        if not self.rows:
+            return
+        self._show({name: self.state.noise if name == "noise" else self.state.value(name)
+                    for name in self.rows})
+        self._show_seed(self.state.measurement_seed)
 
     def set_description(self, text: str) -> None:
         self.description.setText(text)
-
-    def _on_factor(self, index: int) -> None:
-        if index >= 0:
-            self.state.downsample = int(self.downsample.itemData(index))
-
-    def sync(self, *_) -> None:
-        """Move the widgets to the state's values without writing back."""
-        s = self.state
-        kinds = [kind for _, kind in MASK_KINDS]
-        if self.downsample.findData(int(s.downsample)) < 0:
-            self._fill_factors()
-        factor_index = self.downsample.findData(int(s.downsample))
-        updates = [(self.noise, lambda: self.noise.setValue(s.noise)),
-                   (self.blur, lambda: self.blur.setValue(s.blur)),
-                   (self.mask, lambda: self.mask.setCurrentIndex(kinds.index(s.mask) if s.mask in kinds else 0)),
-                   (self.mask_level, lambda: self.mask_level.setValue(s.mask_level)),
-                   (self.mask_seed, lambda: self.mask_seed.setValue(s.mask_seed)),
-                   (self.downsample, lambda: self.downsample.setCurrentIndex(factor_index)),
-                   (self.grayscale, lambda: self.grayscale.setChecked(s.grayscale)),
-                   (self.measurement_seed, lambda: self.measurement_seed.setValue(s.measurement_seed))]
-        for widget, update in updates:
-            widget.blockSignals(True)
-            update()
-            widget.blockSignals(False)
-        masked = bool(s.mask)
-        self.mask_level.setEnabled(masked)
-        self.mask_seed.setEnabled(s.mask == "random")

@@ -3,13 +3,15 @@
 Input: `engine.core.registry.describe_params` rows (name, type, default, lo, hi, help,
 choices, log). One editor per row:
 
-* ``choices`` → a combo box; ``bool`` → a check box; ``int`` → a spin box;
+* ``choices`` → a combo box (item data = the value, "" shown as "off"); ``bool`` → a
+  check box; ``int`` → a spin box;
 * ``float`` with both bounds → a labelled slider, on a log scale when ``log`` is set
   (`LogSlider`: the slider moves the exponent, the text box takes any value in range);
 * anything else → a line edit.
 
-The help text, range and default are every editor's tooltip. `changed(name, value)` is
-emitted on every edit (while dragging too); `set_values` never emits.
+The help text, range (with ``units``) and default are every editor's tooltip; the label
+names the units. `changed(name, value)` is emitted on every edit (while dragging too);
+`set_values`, `set_value` and `set_choices` never emit.
 """
 
 from __future__ import annotations
@@ -35,8 +37,13 @@ def combo(min_chars: int = 10) -> QComboBox:
     return box
 
 
-def pretty(name: str) -> str:
-    return LABELS.get(name, name.replace("_", " "))
+def pretty(name: str, units: str = "") -> str:
+    label = LABELS.get(name, name.replace("_", " "))
+    return f"{label} ({units})" if units else label
+
+
+def choice_label(value) -> str:
+    return "off" if value == "" else str(value)
 
 
 def tooltip(row: dict) -> str:
@@ -46,7 +53,8 @@ def tooltip(row: dict) -> str:
     elif row.get("lo") is not None or row.get("hi") is not None:
         lo = "−∞" if row.get("lo") is None else f"{row['lo']:g}"
         hi = "∞" if row.get("hi") is None else f"{row['hi']:g}"
-        lines.append(f"range [{lo}, {hi}]" + (" (log scale)" if row.get("log") else ""))
+        units = f" {row['units']}" if row.get("units") else ""
+        lines.append(f"range [{lo}, {hi}]{units}" + (" (log scale)" if row.get("log") else ""))
     lines.append(f"default {row['default']!r}")
     return "\n".join(lines)
 
@@ -103,9 +111,9 @@ def _editor(row: dict) -> tuple[QWidget, object, object]:
     kind, lo, hi = row["type"], row.get("lo"), row.get("hi")
     if row.get("choices"):
         w = combo()
-        w.addItems([str(c) for c in row["choices"]])
-        choices = list(row["choices"])
-        return w, lambda: choices[w.currentIndex()], w.currentIndexChanged
+        for choice in row["choices"]:
+            w.addItem(choice_label(choice), choice)
+        return w, w.currentData, w.currentIndexChanged
     if kind == "bool":
         w = QCheckBox()
         return w, w.isChecked, w.toggled
@@ -138,8 +146,7 @@ def _set(widget: QWidget, row: dict, value) -> None:
     except (TypeError, ValueError):
         value = row["default"]
     if isinstance(widget, QComboBox):
-        choices = list(row["choices"])
-        widget.setCurrentIndex(choices.index(value) if value in choices else 0)
+        widget.setCurrentIndex(max(widget.findData(value), 0))
     elif isinstance(widget, QCheckBox):
         widget.setChecked(bool(value))
     elif isinstance(widget, QLineEdit):
@@ -168,7 +175,7 @@ class ParamForm(QWidget):
         for row in sorted(rows, key=lambda r: r["name"] != "nfe"):  # NFE first
             widget, getter, signal = _editor(row)
             widget.setToolTip(tooltip(row))
-            label = QLabel(pretty(row["name"]))
+            label = QLabel(pretty(row["name"], row.get("units", "")))
             label.setToolTip(tooltip(row))
             self.layout_.addRow(label, widget)
             self.editors[row["name"]] = (widget, getter)
@@ -178,11 +185,25 @@ class ParamForm(QWidget):
         self.set_values(values)
 
     def set_values(self, values: dict) -> None:
-        for name, (widget, _) in self.editors.items():
-            row = self.rows[name]
-            widget.blockSignals(True)
-            _set(widget, row, values.get(name, row["default"]))
-            widget.blockSignals(False)
+        for name, row in self.rows.items():
+            self.set_value(name, values.get(name, row["default"]))
+
+    def set_value(self, name: str, value) -> None:
+        widget = self.editors[name][0]
+        widget.blockSignals(True)
+        _set(widget, self.rows[name], value)
+        widget.blockSignals(False)
+
+    def set_choices(self, name: str, choices: list, labels: list[str] | None = None) -> None:
+        """Offer these values in a field's combo box, keeping its current value."""
+        widget, getter = self.editors[name]
+        current = getter()
+        widget.blockSignals(True)
+        widget.clear()
+        for k, choice in enumerate(choices):
+            widget.addItem(labels[k] if labels else choice_label(choice), choice)
+        _set(widget, self.rows[name], current)
+        widget.blockSignals(False)
 
     def values(self) -> dict:
         return {name: getter() for name, (_, getter) in self.editors.items()}
