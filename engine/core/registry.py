@@ -38,12 +38,15 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 
 from engine.core.capabilities import DENOISE, DIFFERENTIABLE, PHRASES, ModelSpec, spec_of
 from engine.core.operators import Operator
+
+if TYPE_CHECKING:
+    from engine.core.operators import Degradation
 from engine.core.step import BadInputError, Step, UnsupportedOperatorError
 
 # Modules whose import registers methods (later families append here).
