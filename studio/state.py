@@ -86,7 +86,7 @@ class DegradationState:
         return self.value(name)
 
     def __setattr__(self, name: str, value) -> None:
-        if name in ("noise", "operators", "measurement_seed") or name.startswith("_"):
+        if name in ("noise", "operators", "measurement_seed", "measurement_noise") or name.startswith("_"):
             object.__setattr__(self, name, value)
         else:
             self.set_value(name, value)

@@ -293,16 +293,20 @@ def test_degradations_are_immutable_values():
 
 
 def test_measure_image_draws_noise_by_the_measurement_seed():
-    """The one measurement path: A x + σ_y ε with ε of SampleRNG(seed, 1), as the job's y."""
+    """The one measurement path: A x + σ_y ε with ε from the measurement seed's own stream
+    (engine.core.rng.measurement_noise), as the job's y; the legacy scheme on request."""
     from engine.core.jobs import Job, Request
     from engine.core.operators import measure_image
-    from engine.core.rng import SampleRNG
+    from engine.core.rng import SampleRNG, measurement_noise
 
     x = rand(1, 3, SIZE, SIZE, seed=4).float()
     d = Degradation.parse("blur=1,downsample=2,noise=0.1")
     op, y = measure_image(d, x, seed=7)
-    expected = F.avg_pool2d(Blur(1.0).forward(x), 2) + 0.1 * SampleRNG(7, 1).randn(3, 4, 4)
+    expected = F.avg_pool2d(Blur(1.0).forward(x), 2) + 0.1 * measurement_noise(7, (3, 4, 4))
     torch.testing.assert_close(y, expected)
+    _, legacy = measure_image(d, x, seed=7, scheme="v1")
+    torch.testing.assert_close(legacy, F.avg_pool2d(Blur(1.0).forward(x), 2)
+                               + 0.1 * SampleRNG(7, 1).randn(3, 4, 4))
     assert op.describe().startswith("downsample")
     job = Job(Request("pinv", image=x[0], degradation=d, measurement_seed=7))
     assert torch.equal(job.y_image, y[0])
