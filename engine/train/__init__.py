@@ -2,8 +2,9 @@
 
 Families: ``vp`` (DDPM ε-prediction), ``soft-blur`` and ``soft-mask`` (Soft Diffusion,
 Soft Score Matching), ``features`` (the Fashion-MNIST classifier behind the perceptual
-and Fréchet metrics). The output directory is a loadable model; ``--resume`` continues
-an interrupted run from its last checkpoint with the same random stream.
+and Fréchet metrics), ``rgm-d`` and ``rgm-sr`` (RGM generators, `engine.train.rgm`).
+The output directory is a loadable model; ``--resume`` continues an interrupted run
+from its last checkpoint with the same random stream.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 from engine.core.step import BadInputError
 
-FAMILY_NAMES = ("soft-blur", "soft-mask", "vp", "features")
+FAMILY_NAMES = ("soft-blur", "soft-mask", "vp", "features", "rgm-d", "rgm-sr")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,6 +39,8 @@ def parser() -> argparse.ArgumentParser:
                    help="soft-blur: JSON with a 'blur_table' list, e.g. the output of "
                         "'python -m engine schedule --json FILE' (W2 shortest path)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from engine.train import rgm
+    rgm.add_arguments(p)
     return p
 
 
@@ -68,6 +71,9 @@ def main(argv: list[str]) -> int:
             from engine.train.features import train_features
             settings.steps = args.steps or 3000
             info = train_features(out, settings, resume=args.resume, progress=not args.quiet)
+        elif args.family.startswith("rgm-"):
+            from engine.train.rgm import run_from_args
+            info = run_from_args(args, out, settings)
         else:
             from engine.train.diffusion import train_diffusion
             settings.steps = args.steps or 4000
