@@ -51,6 +51,11 @@ class Schedule:
     def to_config(self) -> dict:
         return {"kind": self.kind, **asdict(self)}
 
+    def noise_level(self, sigma: float) -> tuple[float, float]:
+        """``(t, c)`` with ``x_t = c·(x0 + σ ε)`` a noise-only level (model units)."""
+        from engine.core.step import BadInputError
+        raise BadInputError(f"a {self.kind} schedule has no pure-noise level for σ = {sigma:g}")
+
 
 @dataclass
 class VESchedule(Schedule):
@@ -63,6 +68,11 @@ class VESchedule(Schedule):
 
     def sigma(self, t):
         return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def noise_level(self, sigma):
+        """t with σ_t = σ, clipped to [0, 1]; c = 1."""
+        t = math.log(sigma / self.sigma_min) / math.log(self.sigma_max / self.sigma_min) if sigma > 0 else 0.0
+        return min(max(t, 0.0), 1.0), 1.0
 
 
 @dataclass
@@ -91,6 +101,12 @@ class VPSchedule(Schedule):
 
     def sigma(self, t):
         return math.sqrt(1.0 - self.alpha_bar(t))
+
+    def noise_level(self, sigma):
+        """The integer step k whose ``σ_k/√ᾱ_k`` is nearest to σ; c = √ᾱ_k."""
+        alpha_bars = self.alpha_bars()
+        k = int((((1 - alpha_bars) / alpha_bars).sqrt() - sigma).abs().argmin())
+        return k / self.steps, math.sqrt(float(alpha_bars[k]))
 
     def grid(self, n, t_start=1.0):
         """n steps over the integer timesteps (DDIM's uniform stride), ending at k = 0.

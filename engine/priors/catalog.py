@@ -41,6 +41,9 @@ def load_prior(name: str, device: str = "cpu") -> Prior:
     if name in EXACT_PRIORS:
         return EXACT_PRIORS[name]().to(device)
     if name in learned_models():
+        if json.loads((MODELS_DIR / name / "config.json").read_text()).get("kind") == "rgm-generator":
+            from engine.priors.rgm import load_rgm_generator  # a ladder model (spine: model kinds)
+            return load_rgm_generator(MODELS_DIR / name, device=device)
         from engine.priors.learned import load_learned
         return load_learned(MODELS_DIR / name, device=device)
     raise BadInputError(f"unknown model {name!r}; available: {', '.join(prior_names()) or 'none'}")

@@ -35,6 +35,8 @@ Presets (`EXACT_PRIORS`, all zero-argument factories):
 * ``empirical-vp`` / ``empirical-soft-blur`` / ``empirical-soft-mask``: the 64 demo
   images (`engine.io.data.demo_images`) in [−1, 1] with `VPSchedule` / `SoftBlurSchedule` /
   `SoftMaskSchedule`.
+* ``rgm-oracle``: the exact RGM generator G* of the demo images on the RGM-D ladder
+  (`engine.priors.rgm.OracleGenerator`, a ladder model, not a denoiser).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import torch
 from engine.core.operators import Operator
 from engine.priors.base import Prior
 from engine.priors.catalog import EXACT_PRIORS
+from engine.priors.rgm import demo_oracle
 from engine.core.rng import SampleRNG
 from engine.core.schedules import Schedule, SoftBlurSchedule, SoftMaskSchedule, VESchedule, VPSchedule
 from engine.core.step import BadInputError
@@ -261,4 +264,5 @@ EXACT_PRIORS.update({
     "empirical-vp": lambda: demo_empirical(VPSchedule(), "empirical-vp"),
     "empirical-soft-blur": lambda: demo_empirical(SoftBlurSchedule(), "empirical-soft-blur"),
     "empirical-soft-mask": lambda: demo_empirical(SoftMaskSchedule(), "empirical-soft-mask"),
+    "rgm-oracle": demo_oracle,
 })

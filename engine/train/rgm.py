@@ -157,19 +157,14 @@ def g_loss(nets, schedule, x, opts, lambda_c, generator):
 
 
 @torch.no_grad()
-def algorithm3(model: LadderModel, y: torch.Tensor, noise) -> torch.Tensor:
-    """``for t = T−1 … 0: x̂ = G(y, t, z); y = degrade(x̂, t)`` (NFE = T); ``noise(shape)``."""
-    for t in reversed(range(model.levels)):
-        x_hat = model.generate(y, t, noise(model.z_dim))
-        y = model.degrade(x_hat, t, noise(*y.shape[1:]))
-    return x_hat
-
-
 def grid_samples(model: LadderModel, n: int = GRID_SAMPLES, seed: int = GRID_SEED) -> torch.Tensor:
+    """The checkpoint grid: the ``rgm`` method's result (Algorithm 3) for seeds seed … seed+n−1."""
     from engine.core.rng import SampleRNG
+    from engine.samplers.rgm import algorithm3, sample_prior
 
     rng = SampleRNG(seed, n, device=model.device)
-    return algorithm3(model, model.sample_prior(rng.latent(*model.shape)), rng.latent)
+    *_, (_, _, x_hat) = algorithm3(model, sample_prior(model, rng), rng.latent)
+    return x_hat
 
 
 def model_config(family: str, opts: RGMOptions, schedule: RGMSchedule, shape, d: int,
