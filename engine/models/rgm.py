@@ -5,7 +5,8 @@ Decisions:
 
 * Generator: a small U-Net (two down-samplings, 28 → 14 → 7) whose residual blocks are
   modulated by the latent through adaptive group norm, ``γ(w) ⊙ GN(h) + β(w)`` with
-  ``w = MLP(z)`` and the γ bias initialised to 1 (a fresh block is plain GroupNorm).
+  ``w = MLP(z)`` and the γ bias initialised to 1 (weights at PyTorch's default, so z moves the
+  output from the first step).
   The level t (an integer 0 … T−1, the level G restores *to*) enters through a learned
   embedding added between the two convolutions (DDPM style). The output is
   ``tanh``: G returns an image in the data range [−1, 1].
@@ -64,7 +65,6 @@ class AdaptiveGroupNorm(nn.Module):
         super().__init__()
         self.norm = nn.GroupNorm(groups, channels, affine=False)
         self.style = nn.Linear(style_dim, 2 * channels)
-        nn.init.zeros_(self.style.weight)
         with torch.no_grad():
             self.style.bias.copy_(torch.cat([torch.ones(channels), torch.zeros(channels)]))
 
@@ -119,6 +119,10 @@ class Generator(nn.Module):
                 self.upsample.append(nn.Conv2d(width, width, 3, padding=1))
         self.norm_out = nn.GroupNorm(g, width)
         self.conv_out = nn.Conv2d(width, config.image_channels, 3, padding=1)
+
+    @property
+    def z_dim(self) -> int:
+        return self.config.z_dim
 
     def forward(self, y: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         if self.config.z_dim == 0 or z is None:

@@ -74,7 +74,7 @@ class LadderModel:
 class RGMGenerator(LadderModel):
     def __init__(self, network: torch.nn.Module, config: dict, name: str = "rgm"):
         super().__init__(schedule_from_config(config["schedule"]), config["shape"],
-                         network.config.z_dim, config["data_range"], name)
+                         network.z_dim, config["data_range"], name)
         self.config = config
         self.network = network.eval().requires_grad_(False)
 

@@ -128,7 +128,7 @@ def draw(generator: torch.Generator, x: torch.Tensor, levels: int, z_dim: int):
 
 def d_loss(nets, schedule, x, opts, generator, r1: bool):
     g, d = nets["generator"], nets["discriminator"]
-    t, (e1, e2, e3), z = draw(generator, x, schedule.levels, g.config.z_dim)
+    t, (e1, e2, e3), z = draw(generator, x, schedule.levels, g.z_dim)
     y_t = degrade_each(schedule, x, t, e1).requires_grad_(r1)
     y_next = degrade_each(schedule, x, t + 1, e2)
     with torch.no_grad():
@@ -145,7 +145,7 @@ def d_loss(nets, schedule, x, opts, generator, r1: bool):
 
 def g_loss(nets, schedule, x, opts, lambda_c, generator):
     g, d = nets["generator"], nets["discriminator"]
-    t, (_, e2, e3), z = draw(generator, x, schedule.levels, g.config.z_dim)
+    t, (_, e2, e3), z = draw(generator, x, schedule.levels, g.z_dim)
     y_next = degrade_each(schedule, x, t + 1, e2)
     x_hat = g(y_next, t, z)
     if opts.posterior:
