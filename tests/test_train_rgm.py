@@ -1,5 +1,5 @@
 """RGM training (engine.train.rgm): networks, Algorithms 1 and 2 on tiny data, resume,
-ablations, the rgm-generator model kind; and the 2-D toy (slow)."""
+ablations, the rgm-generator model kind."""
 
 from __future__ import annotations
 
@@ -98,15 +98,3 @@ def test_trained_generator_runs_the_rgm_method_with_nfe_t(tmp_path):
     steps = list(info.run(model, None, make_params(info.params, {}), SampleRNG(0, 2)))
     assert len(steps) == 4 and model.nfe == 4 == info.nfe(None)
     assert steps[-1].x0_hat.shape == (2, 1, 28, 28)
-
-
-@pytest.mark.slow
-def test_toy_rgm_covers_every_mode_and_mmse_merges_them():
-    """Paper §4.1 on the exact ring8: RGM puts 5–20 % of its samples on each of the 8
-    modes; the MMSE generator leaves most samples off the modes."""
-    from engine.train.rgm_toy import mode_coverage, toy_samples, train_toy
-
-    fractions, off = mode_coverage(toy_samples(train_toy("rgm")))
-    assert (fractions > 0.05).all() and (fractions < 0.2).all(), fractions
-    _, off_mmse = mode_coverage(toy_samples(train_toy("mmse")))
-    assert off_mmse > off + 0.2
