@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from engine.core.operators import Blur, Downsample, Identity, Mask, Scale
-from engine.core.schedules import (SoftBlurSchedule, SoftMaskSchedule, VESchedule, VPSchedule,
-                              rgm_coefficients, rgm_sr_levels, schedule_from_config)
+from engine.core.schedules import (RGMSchedule, SoftBlurSchedule, SoftMaskSchedule, VESchedule,
+                                   VPSchedule, rgm_coefficients, rgm_sr_levels,
+                                   schedule_from_config)
 
 # --- RGM (rgm.md, App. B.1) ----------------------------------------------------------
 
@@ -69,6 +70,55 @@ def test_rgm_sr_noise_per_low_res_pixel_has_the_stated_std(draws, k):
     # U_m copies each low-res value over its 2^m × 2^m block
     blocks = low_res[:10].repeat_interleave(2**m, -2).repeat_interleave(2**m, -1)
     torch.testing.assert_close(y[:10], blocks)
+
+
+RGM_LADDERS = [("rgm-d", 4, 28), ("rgm-sr-naive", 3, 32), ("rgm-sr", 5, 28)]
+
+
+def test_rgm_schedules_carry_the_test_vectors_and_their_p_T():
+    d, naive, sr = (RGMSchedule(v, T) for v, T, _ in RGM_LADDERS)
+    np.testing.assert_allclose([a for a, *_ in d.table()], [1, .7223, .2805, .0586, .0066], atol=1e-4)
+    np.testing.assert_allclose([d.sigma(k / 4) for k in range(5)], [1e-4, .6916, .9599, .9983, 1.0],
+                               atol=1e-4)
+    np.testing.assert_allclose([a for a, *_ in naive.table()], [1, .9347, .3653, .0066], atol=1e-4)
+    np.testing.assert_allclose([std for _, std, _ in naive.table()], [1e-4, .3553, .9309, 1.0], atol=1e-4)
+    np.testing.assert_allclose([sr.sigma(k / 5) for k in range(1, 6)], [1.651, .825, 1.989, .994, 2.000],
+                               atol=1e-3)
+    # p_T: N(0, I); N(0, I/64) at H/2^T; N(0, 4I) at the coarsest grid
+    np.testing.assert_allclose([d.prior_std() ** 2, naive.prior_std() ** 2, sr.prior_std() ** 2],
+                               [1, 1 / 64, 4], rtol=1e-4)
+    assert [d.factor(4), naive.factor(3), sr.factor(5)] == [1, 8, 4]
+    assert d.grid() == [1.0, 0.75, 0.5, 0.25, 0.0]
+    for schedule in (d, naive, sr):
+        assert schedule_from_config(schedule.to_config()) == schedule
+
+
+@pytest.mark.parametrize("variant, levels, side", RGM_LADDERS)
+def test_rgm_degrade_has_the_stated_std_per_low_res_pixel(variant, levels, side):
+    """`degrade` (full-resolution noise, then D_m, U_m) against ``corrupt``/``sigma`` on the
+    level's grid: mean C_t x and per-pixel std σ_t within 2 % over 10⁴ draws."""
+    schedule = RGMSchedule(variant, levels)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 1, side, side, generator=g) * 2 - 1
+    noise = torch.randn(10_000, 1, side, side, generator=g)
+    for k in range(1, levels + 1):
+        f, t = schedule.factor(k), k / levels
+        low = schedule.degrade(x, k, noise)[..., ::f, ::f]
+        assert low.std(0).mean().item() == pytest.approx(schedule.sigma(t), rel=0.02)
+        torch.testing.assert_close(low.mean(0, keepdim=True), schedule.corruption(t).forward(x),
+                                   atol=5 * schedule.sigma(t) / 100, rtol=0)
+        clean = schedule.degrade(x, k, torch.zeros_like(x))
+        torch.testing.assert_close(schedule.upsample(clean[..., ::f, ::f], k), clean)
+    start = schedule.sample_prior(noise)[..., ::schedule.factor(levels), ::schedule.factor(levels)]
+    assert start.std().item() == pytest.approx(schedule.prior_std(), rel=0.02)
+
+
+def test_rgm_schedule_refuses_bad_ladders():
+    from engine.core.step import BadInputError
+    with pytest.raises(BadInputError, match="unknown RGM schedule"):
+        RGMSchedule("rgm-x", 4)
+    with pytest.raises(BadInputError, match="divisible by 8"):
+        RGMSchedule("rgm-sr-naive", 3).check_shape((1, 28, 28))
 
 
 # --- VE / VP ---------------------------------------------------------------------------
@@ -158,3 +208,10 @@ def test_schedule_config_round_trips(schedule):
 def test_unknown_schedule_kind_is_refused():
     with pytest.raises(ValueError, match="unknown schedule kind"):
         schedule_from_config({"kind": "cosine"})
+
+
+def test_engine_schedule_prints_an_rgm_ladder(capsys):
+    from engine.core.wasserstein import main
+    assert main(["--corruption", "rgm-sr"]) == 0
+    out = capsys.readouterr().out
+    assert "7×7" in out and "1.9888" in out and "p_T = N(0, 4 I)" in out

@@ -43,6 +43,7 @@ from typing import Any, Callable
 KIND_MODULES = (
     "engine.priors.learned",
     "engine.models.features",
+    "engine.priors.rgm",
 )
 
 DENOISE = "denoise"

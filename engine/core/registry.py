@@ -54,6 +54,8 @@ METHOD_MODULES = (
     "engine.solvers.baselines",
     "engine.samplers.soft_diffusion",
     "engine.samplers.vp",
+    "engine.samplers.rgm",
+    "engine.solvers.pnp_drs",
 )
 
 
@@ -158,6 +160,9 @@ class MethodInfo:
     # The method differentiates through the model (enables gradients locally; adds the
     # ``differentiable`` requirement; the conformance suite checks grad-mode independence).
     needs_grad: bool = False
+    # At least one of these capabilities too (a method served by several model kinds,
+    # e.g. pnp-drs: a denoiser at a level or an RGM generator); () = no such choice.
+    needs_one_of: tuple[str, ...] = ()
 
     @property
     def requirements(self) -> frozenset[str]:
@@ -169,20 +174,21 @@ class MethodInfo:
 
     def check(self, prior, measurement: Measurement | None,
               degradation: Degradation | None = None) -> None:
-        """Raise a clear `BadInputError` if this method cannot serve the request."""
-        if measurement is None and not self.generates:
-            raise BadInputError(f"{self.name} restores a measurement; it cannot generate "
-                                "unconditionally")
+        """Raise a clear `BadInputError` if this method cannot serve the request (the
+        model's capabilities first: they decide whether the pairing makes sense at all)."""
         if self.needs_prior and prior is None:
             raise BadInputError(f"{self.name} needs a prior (name it as {self.name}@MODEL; "
                                 f"models that can run it: {', '.join(models_for(self.name)) or 'none'})")
-        if measurement is not None and not self.supports(measurement.operator):
-            raise UnsupportedOperatorError(
-                f"{self.name} cannot restore {measurement.operator.describe()}")
         if self.needs_prior:
             reason = why_not(self, spec_of(prior), degradation)
             if reason:
                 raise BadInputError(reason)
+        if measurement is None and not self.generates:
+            raise BadInputError(f"{self.name} restores a measurement; it cannot generate "
+                                "unconditionally")
+        if measurement is not None and not self.supports(measurement.operator):
+            raise UnsupportedOperatorError(
+                f"{self.name} cannot restore {measurement.operator.describe()}")
 
 
 def degradation_type():
@@ -195,8 +201,9 @@ def degradation_type():
 def why_not(info: MethodInfo, model: ModelSpec, degradation: Degradation | None = None) -> str | None:
     """Why ``model`` cannot run ``info`` (on ``degradation``), or None when it can.
 
-    The one capability rule: the model has every capability the method requires; a
-    ``denoise`` method restricted to schedule kinds gets one of them; a task-bound model
+    The one capability rule: the model has every capability the method requires (and
+    one of ``needs_one_of``); a denoising model of a method restricted to schedule kinds
+    has one of them; a task-bound model
     (``task-sample``) runs only on the degradation it was trained for.
     """
     if not info.needs_prior:
@@ -205,7 +212,11 @@ def why_not(info: MethodInfo, model: ModelSpec, degradation: Degradation | None 
     if missing:
         return (f"{info.name} needs a model that can {' and '.join(PHRASES.get(m, m) for m in missing)}; "
                 f"{model.name} ({model.kind}) cannot")
-    if DENOISE in info.requirements and info.schedules and model.schedule not in info.schedules:
+    if info.needs_one_of and not set(info.needs_one_of) & model.capabilities:
+        return (f"{info.name} needs a model that can "
+                f"{' or '.join(PHRASES.get(m, m) for m in info.needs_one_of)}; "
+                f"{model.name} ({model.kind}) cannot")
+    if DENOISE in model.capabilities and info.schedules and model.schedule not in info.schedules:
         return (f"{info.name} works with {'/'.join(info.schedules)} priors, "
                 f"not with {model.name} ({model.schedule})")
     if degradation is not None and model.task is not None and \

@@ -11,7 +11,8 @@
 * `SoftMaskSchedule`: the same noise stage, then a centred observed window that
   shrinks to nothing at t = 1 (``Mask("frame", level)``), σ fixed.
 * RGM schedules (`rgm_coefficients`): the level-k coefficients of RGM-D, RGM-SR naive
-  and RGM-SR (rgm.md, App. B.1 and the authors' code).
+  and RGM-SR (rgm.md, App. B.1 and the authors' code); `RGMSchedule` puts them behind
+  the same interface on the discrete levels ``t = k/T`` (see its docstring).
 
 Every schedule serialises to a plain dict (`to_config`) that is stored with a model and
 read back by `schedule_from_config`.
@@ -26,7 +27,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from engine.core.operators import Blur, Identity, Mask, Operator, Scale
+from engine.core.operators import Blur, Compose, Downsample, Identity, Mask, Operator, Scale
 
 NO_BLUR = 0.01  # σ_b this small is the identity to float precision (Soft Diffusion)
 
@@ -51,6 +52,11 @@ class Schedule:
     def to_config(self) -> dict:
         return {"kind": self.kind, **asdict(self)}
 
+    def noise_level(self, sigma: float) -> tuple[float, float]:
+        """``(t, c)`` with ``x_t = c·(x0 + σ ε)`` a noise-only level (model units)."""
+        from engine.core.step import BadInputError
+        raise BadInputError(f"a {self.kind} schedule has no pure-noise level for σ = {sigma:g}")
+
 
 @dataclass
 class VESchedule(Schedule):
@@ -63,6 +69,11 @@ class VESchedule(Schedule):
 
     def sigma(self, t):
         return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def noise_level(self, sigma):
+        """t with σ_t = σ, clipped to [0, 1]; c = 1."""
+        t = math.log(sigma / self.sigma_min) / math.log(self.sigma_max / self.sigma_min) if sigma > 0 else 0.0
+        return min(max(t, 0.0), 1.0), 1.0
 
 
 @dataclass
@@ -94,6 +105,12 @@ class VPSchedule(Schedule):
 
     def sigma(self, t):
         return math.sqrt(1.0 - self.alpha_bar(t))
+
+    def noise_level(self, sigma):
+        """The integer step k whose ``σ_k/√ᾱ_k`` is nearest to σ; c = √ᾱ_k."""
+        alpha_bars = self.alpha_bars()
+        k = int((((1 - alpha_bars) / alpha_bars).sqrt() - sigma).abs().argmin())
+        return k / self.steps, math.sqrt(float(alpha_bars[k]))
 
     def grid(self, n, t_start=1.0):
         """n steps over the integer timesteps (DDIM's uniform stride), ending at k = 0.
@@ -164,9 +181,6 @@ class SoftMaskSchedule(Schedule):
         return _noise_stage_sigma(t, self.t_split, self.sigma_start, self.sigma_end)
 
 
-SCHEDULES = {cls.kind: cls for cls in (VESchedule, VPSchedule, SoftBlurSchedule, SoftMaskSchedule)}
-
-
 def schedule_from_config(config: dict) -> Schedule:
     config = dict(config)
     kind = config.pop("kind")
@@ -208,3 +222,110 @@ def rgm_sr_levels(levels: int) -> list[tuple[float, float, int]]:
     a, s = rgm_coefficients(math.ceil(levels / 2))
     return [(float(a[math.ceil(k / 2)]), float(2 ** math.ceil(k / 2) * s[math.ceil(k / 2)]), k // 2)
             for k in range(levels + 1)]
+
+
+RGM_VARIANTS = ("rgm-d", "rgm-sr-naive", "rgm-sr")
+
+
+@dataclass
+class RGMSchedule(Schedule):
+    """The RGM degradation ladder on levels k = 0 … T (``t = k/T``), rgm.md Table 5.
+
+    * ``rgm-d``:        ``y_k = a_k x + s_k ε``;                         p_T = N(0, I)
+    * ``rgm-sr-naive``: ``y_k = U_k D_k (a_k x + s_k ε)`` with β̃ (eq. 13); p_T = N(0, I/64)
+      at H/2^T for T = 3
+    * ``rgm-sr``:       ``y_k = U_m D_m (a_n x + 2^n s_n ε)``, n = ⌈k/2⌉, m = ⌊k/2⌋;
+      p_T = N(0, 4I) at the coarsest grid
+
+    Decisions: the networks see full-resolution tensors (`degrade`, the authors' code
+    keeps them). As a `Schedule`, the level is expressed on its low-resolution grid,
+    where the noise is white: ``C_t = a·D_m`` and ``σ_t = std/2^m`` (m 2×2 block
+    averages of white noise of std σ_f leave white noise of std σ_f/2^m), so
+    ``corrupt`` and ``sigma`` describe the same distribution as `degrade` (tested).
+    """
+
+    variant: str = "rgm-d"
+    levels: int = 4  # T
+    kind = "rgm"
+
+    def __post_init__(self):
+        from engine.core.step import BadInputError
+        if self.variant not in RGM_VARIANTS:
+            raise BadInputError(f"unknown RGM schedule {self.variant!r} ({', '.join(RGM_VARIANTS)})")
+        if self.levels < 1:
+            raise BadInputError(f"an RGM schedule needs T ≥ 1 levels, got {self.levels}")
+
+    def table(self) -> list[tuple[float, float, int]]:
+        """``(a, full-resolution noise std, m)`` for k = 0 … T."""
+        if self.variant == "rgm-sr":
+            return rgm_sr_levels(self.levels)
+        a, s = rgm_coefficients(self.levels, squared_time=self.variant == "rgm-sr-naive")
+        scales = range(self.levels + 1) if self.variant == "rgm-sr-naive" else [0] * (self.levels + 1)
+        return [(float(a_k), float(s_k), m) for a_k, s_k, m in zip(a, s, scales)]
+
+    def level(self, t: float) -> int:
+        return int(round(t * self.levels))
+
+    def factor(self, k: int) -> int:
+        """The side ratio 2^m of level k's grid to the full image."""
+        return 2 ** self.table()[k][2]
+
+    def corruption(self, t):
+        a, _, m = self.table()[self.level(t)]
+        return Scale(a) if m == 0 else Compose((Scale(a), Downsample(2**m)))
+
+    def sigma(self, t):
+        _, std, m = self.table()[self.level(t)]
+        return std / 2**m
+
+    def grid(self, n: int | None = None, t_start: float = 1.0) -> list[float]:
+        """The levels T, T−1, …, 0 as t = k/T (RGM has exactly T steps)."""
+        return [k / self.levels for k in range(self.level(t_start), -1, -1)]
+
+    def degrade(self, x: torch.Tensor, k: int, noise: torch.Tensor) -> torch.Tensor:
+        """Level k of a clean batch, full resolution: ``U_m D_m (a x + std·ε)``."""
+        a, std, m = self.table()[k]
+        return self.upsample(downsample_levels(a * x + std * noise, m), k)
+
+    def upsample(self, y_low: torch.Tensor, k: int) -> torch.Tensor:
+        """U_m: nearest upsampling of a level-k grid back to full resolution."""
+        f = self.factor(k)
+        return y_low if f == 1 else y_low.repeat_interleave(f, -2).repeat_interleave(f, -1)
+
+    def prior_std(self) -> float:
+        """The std of p_T on level T's grid (the a_T x ≈ 0.0066 x term is dropped)."""
+        return self.sigma(1.0)
+
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        from engine.core.step import BadInputError
+        f = self.factor(self.levels)
+        if shape[-1] % f or shape[-2] % f:
+            raise BadInputError(f"{self.variant} with T = {self.levels} needs image sides "
+                                f"divisible by {f}, got {shape[-2]}×{shape[-1]}")
+
+    def sample_prior(self, noise: torch.Tensor) -> torch.Tensor:
+        """A full-resolution draw of p_T from full-resolution white noise ε: ``U(σ_T ε_low)``."""
+        f = self.factor(self.levels)
+        return self.upsample(self.prior_std() * noise[..., ::f, ::f], self.levels)
+
+
+def downsample_levels(x: torch.Tensor, m: int) -> torch.Tensor:
+    """D_m: m successive 2×2 block averages."""
+    for _ in range(m):
+        x = Downsample(2).forward(x)
+    return x
+
+
+def rgm_table_text(schedule: RGMSchedule, side: int = 28) -> str:
+    """The ladder as a table (``python -m engine schedule --corruption rgm-d``)."""
+    lines = [f"{schedule.variant}, T = {schedule.levels}, {side}×{side} images",
+             f"{'k':>3}  {'a_k':>7}  {'std (full res)':>14}  {'grid':>7}  {'std (grid)':>10}"]
+    for k, (a, std, m) in enumerate(schedule.table()):
+        grid = f"{side // 2**m}×{side // 2**m}" if side % 2**m == 0 else "—"
+        lines.append(f"{k:>3}  {a:7.4f}  {std:14.4f}  {grid:>7}  {std / 2**m:10.4f}")
+    lines.append(f"p_T = N(0, {schedule.prior_std() ** 2:.4g} I) on the level-T grid")
+    return "\n".join(lines)
+
+
+SCHEDULES = {cls.kind: cls for cls in (VESchedule, VPSchedule, SoftBlurSchedule, SoftMaskSchedule,
+                                       RGMSchedule)}

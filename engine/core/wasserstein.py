@@ -58,7 +58,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from engine.core.operators import Blur
-from engine.core.schedules import NO_BLUR, SoftBlurSchedule
+from engine.core.schedules import NO_BLUR, RGM_VARIANTS, RGMSchedule, SoftBlurSchedule, rgm_table_text
 from engine.core.step import BadInputError, EngineError
 
 DEFAULT_LEVELS, DEFAULT_PATH, DEFAULT_IMAGES = 128, 32, 256
@@ -263,8 +263,13 @@ def format_table(result: dict) -> str:
 def main(argv: list[str]) -> int:
     """``python -m engine schedule --corruption blur --levels N --path K [--images N] [--json OUT]``."""
     parser = argparse.ArgumentParser(prog="python -m engine schedule",
-                                     description="Soft Diffusion blur schedule by the shortest W2 path.")
-    parser.add_argument("--corruption", default="blur", choices=["blur"])
+                                     description="Soft Diffusion blur schedule by the shortest W2 "
+                                                 "path, or an RGM degradation ladder.")
+    parser.add_argument("--corruption", default="blur", choices=["blur", *RGM_VARIANTS],
+                        help="blur (W2 path) or an RGM ladder (rgm-d, rgm-sr-naive, rgm-sr)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="RGM: levels T (default 4, 3, 5); the image side is --side")
+    parser.add_argument("--side", type=int, default=28, help="RGM: image side in pixels")
     parser.add_argument("--levels", type=int, default=DEFAULT_LEVELS, help="candidate blur levels")
     parser.add_argument("--path", type=int, default=DEFAULT_PATH, help="nodes on the path (table size)")
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES, help="images in the subset")
@@ -272,6 +277,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the result (blur_table etc.) to this file")
     args = parser.parse_args(argv)
+    if args.corruption in RGM_VARIANTS:
+        return print_rgm_schedule(args.corruption, args.steps, args.side, args.json)
     from tqdm import tqdm
 
     bar = tqdm(total=args.levels * (args.levels - 1) // 2, delay=1.0, file=sys.stderr,
@@ -288,4 +295,22 @@ def main(argv: list[str]) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
+    return 0
+
+
+RGM_DEFAULT_LEVELS = {"rgm-d": 4, "rgm-sr-naive": 3, "rgm-sr": 5}
+
+
+def print_rgm_schedule(variant: str, levels: int | None, side: int, json_path: str | None) -> int:
+    try:
+        schedule = RGMSchedule(variant, levels or RGM_DEFAULT_LEVELS[variant])
+        schedule.check_shape((side, side))
+    except EngineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(rgm_table_text(schedule, side))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({**schedule.to_config(), "table": schedule.table(),
+                       "prior_std": schedule.prior_std()}, f, indent=2)
     return 0

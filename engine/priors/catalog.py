@@ -101,7 +101,8 @@ def model_spec(name: str) -> ModelSpec:
     """What a model can do, its shape, schedule and task — without loading learned weights."""
     if name in EXACT_PRIORS:
         if name not in _exact_specs:
-            _exact_specs[name] = spec_of(EXACT_PRIORS[name](), kind="exact")
+            model = EXACT_PRIORS[name]()
+            _exact_specs[name] = spec_of(model, kind=getattr(model, "kind", None) or "exact")
         return _exact_specs[name]
     if name not in learned_models():
         _unknown(name)

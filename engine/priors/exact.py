@@ -36,6 +36,8 @@ name and is the only module that imports this list):
 * ``empirical-vp`` / ``empirical-soft-blur`` / ``empirical-soft-mask``: the 64 demo
   images (`engine.io.data.demo_images`) in [−1, 1] with `VPSchedule` / `SoftBlurSchedule` /
   `SoftMaskSchedule`.
+* ``rgm-oracle``: the exact RGM generator G* of the demo images on the RGM-D ladder
+  (`engine.priors.rgm.OracleGenerator`, a ladder model, not a denoiser).
 """
 
 from __future__ import annotations
@@ -262,4 +264,11 @@ PRESETS = {
     "empirical-vp": lambda: demo_empirical(VPSchedule(), "empirical-vp"),
     "empirical-soft-blur": lambda: demo_empirical(SoftBlurSchedule(), "empirical-soft-blur"),
     "empirical-soft-mask": lambda: demo_empirical(SoftMaskSchedule(), "empirical-soft-mask"),
+    "rgm-oracle": lambda: rgm_oracle(),
 }
+
+
+def rgm_oracle():
+    """The exact RGM generator G* of the demo set on the RGM-D ladder (`engine.priors.rgm`)."""
+    from engine.priors.rgm import demo_oracle
+    return demo_oracle()

@@ -89,10 +89,7 @@ class LearnedPrior(Prior):
         """
         schedule = self.schedule
         if isinstance(schedule, VPSchedule):
-            alpha_bars = schedule.alpha_bars()
-            ratios = ((1 - alpha_bars) / alpha_bars).sqrt()
-            k = int((ratios - sigma).abs().argmin())
-            return k / schedule.steps, math.sqrt(float(alpha_bars[k]))
+            return schedule.noise_level(sigma)
         low, high = schedule.sigma_start, schedule.sigma_end
         if not low <= sigma <= high:
             raise BadInputError(f"{self.name} denoises Gaussian noise only for σ in "
