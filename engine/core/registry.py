@@ -33,6 +33,8 @@ METHOD_MODULES = (
     "engine.solvers.baselines",
     "engine.samplers.soft_diffusion",
     "engine.samplers.vp",
+    "engine.solvers.dps",
+    "engine.solvers.rmp",
 )
 
 
