@@ -17,7 +17,7 @@ import torch
 
 from engine.core.step import BadInputError
 
-FAMILY_NAMES = ("soft-blur", "soft-mask", "vp", "features")
+FAMILY_NAMES = ("soft-blur", "soft-mask", "vp", "features", "aps")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--blur-table", type=Path, default=None,
                    help="soft-blur: JSON with a 'blur_table' list, e.g. the output of "
                         "'python -m engine schedule --json FILE' (W2 shortest path)")
+    p.add_argument("--task", default="denoise", help="aps: the restoration task (engine eval's TASKS)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -64,7 +65,11 @@ def main(argv: list[str]) -> int:
                              seed=args.seed, device=args.device,
                              extra={"command": "python -m engine train " + shlex.join(argv)})
     try:
-        if args.family == "features":
+        if args.family == "aps":
+            from engine.train.aps import train_aps
+            settings.steps = args.steps or 3000
+            info = train_aps(args.task, out, settings, resume=args.resume, progress=not args.quiet)
+        elif args.family == "features":
             from engine.train.features import train_features
             settings.steps = args.steps or 3000
             info = train_features(out, settings, resume=args.resume, progress=not args.quiet)
