@@ -16,6 +16,10 @@ Decisions: computed in float64 with the dense matrix of A (`dense_matrix`), in t
 equivalent "gain" form ``m_i' = μ_i + K_i (y − A μ_i)``, ``C_i' = Σ_i − K_i A Σ_i``,
 ``K_i = Σ_i Aᵀ S_i⁻¹``, which needs no inverse of Σ_i (singular covariances allowed);
 σ_y = 0 is allowed when every ``A Σ_i Aᵀ`` is invertible.
+
+`MatrixOperator` is a dense linear map for the 2-D toys (``y = aᵀx`` of the spec's
+playground), outside `engine.core.operators` because image operators have a
+slider-shaped parameter set and this one does not.
 """
 
 from __future__ import annotations
@@ -25,8 +29,37 @@ import math
 import torch
 
 from engine.core.operators import Operator
+from engine.core.step import BadInputError
 from engine.core.schedules import Schedule
 from engine.priors.exact import F64, GaussianMixturePrior, dense_matrix
+
+
+class MatrixOperator(Operator):
+    """``y = M vec(x)`` for a dense matrix M ``(m, d)`` and images of ``x_shape``."""
+
+    name = "matrix"
+
+    def __init__(self, matrix, x_shape: tuple[int, ...]):
+        self.matrix = torch.atleast_2d(torch.as_tensor(matrix, dtype=F64))
+        self.x_shape = tuple(x_shape)
+        if self.matrix.shape[1] != math.prod(self.x_shape):
+            raise BadInputError(f"a {tuple(self.matrix.shape)} matrix cannot act on {self.x_shape}")
+
+    def check_input(self, shape):
+        if tuple(shape[1:]) != self.x_shape:
+            raise BadInputError(f"this matrix acts on {self.x_shape}, not {tuple(shape[1:])}")
+
+    def forward(self, x):
+        return (x.flatten(1) @ self.matrix.T.to(x)).reshape(len(x), -1, 1, 1)
+
+    def adjoint(self, y):
+        return (y.flatten(1) @ self.matrix.to(y)).reshape(len(y), *self.x_shape)
+
+    def pinv(self, y):
+        return (y.flatten(1) @ torch.linalg.pinv(self.matrix).T.to(y)).reshape(len(y), *self.x_shape)
+
+    def describe(self):
+        return f"matrix{tuple(self.matrix.shape)}"
 
 
 def exact_posterior(prior: GaussianMixturePrior, op: Operator, y: torch.Tensor, sigma_y: float,
