@@ -134,11 +134,13 @@ def trained_gaussian_flow():
 
 @pytest.mark.slow  # 1500 Adam steps of batch 256: ≈ 2–3 CPU minutes
 def test_flow_amortised_over_y_learns_the_gaussian_posterior(trained_gaussian_flow):
-    """Held-out y ∈ {−0.8, 0.1, 0.9}, 4000 samples each. Measured (seed 0, constant lr
-    3e-3, every 200 steps from 600 to 1400): max mean error 0.049–0.069, max covariance
-    error 0.012–0.106 — the single-draw ELBO makes the flow jitter around the solution;
-    the bounds (0.12) are below the effects they check (mean shift 0.68, prior→posterior
-    covariance change 0.2). Sample standard errors at n = 4000 are ≤ 0.012."""
+    """Held-out y ∈ {−0.8, 0.1, 0.9}, 4000 samples each. Measured (seed 0): at constant lr
+    3e-3, every 200 steps from 600 to 1400, max mean error 0.045–0.081 and covariance
+    error 0.012–0.106 (the single-draw ELBO makes the flow jitter around the solution);
+    with the lr drop at 1200, after 1500 steps: mean ≤ 0.019, covariance ≤ 0.024. The
+    bounds (0.08) are below the effects they check (mean shift up to 0.68, prior →
+    posterior covariance change 0.2). Sample standard errors at n = 4000 are ≤ 0.012.
+    One seed measured only (CPU time): the bound leaves 3× the measured error."""
     model, mean, cov = trained_gaussian_flow
     a = dense_matrix(model.operator, SHAPE)
     gain = cov @ a.T / (a @ cov @ a.T + SIGMA_Y**2)
@@ -149,8 +151,8 @@ def test_flow_amortised_over_y_learns_the_gaussian_posterior(trained_gaussian_fl
         z = torch.randn(n, 4, generator=torch.Generator().manual_seed(1))
         x = model.sample(y, z).reshape(n, 4).double()
         post_mean = mean + gain[:, 0] * (y_value - a @ mean)
-        assert (x.mean(0) - post_mean).abs().max() < 0.12  # the mean moves by up to 0.68 with y
-        assert (torch.cov(x.T) - post_cov).abs().max() < 0.12  # prior and posterior differ by 0.2
+        assert (x.mean(0) - post_mean).abs().max() < 0.08  # the mean moves by up to 0.68 with y
+        assert (torch.cov(x.T) - post_cov).abs().max() < 0.08  # prior and posterior differ by 0.2
 
 
 def test_aps_method_draws_the_mean_of_k_samples_in_one_pass(tmp_path):
@@ -173,3 +175,22 @@ def test_aps_method_draws_the_mean_of_k_samples_in_one_pass(tmp_path):
     other = Measurement(y, Degradation.parse("downsample=2,noise=0.1").operator(1), 0.2, SHAPE)
     with pytest.raises(ValueError, match="trained for"):
         list(aps(loaded, other, make_params(APSParams, {}), SampleRNG(0, 3)))
+
+
+def test_train_aps_writes_a_loadable_resumable_task_bound_model(tmp_path):
+    from engine.io.data import demo_images
+    from engine.train.aps import train_aps
+    from engine.train.loop import TrainSettings
+
+    images = demo_images()[0][:8]
+    settings = TrainSettings(steps=2, batch=4, warmup=1, checkpoint_every=2)
+    info = train_aps("denoise", tmp_path, settings, data=images, flow_steps=1, hidden=8, progress=False)
+    model = load_aps_flow(tmp_path)
+    assert info["steps"] == 2 and model.degradation == "noise=0.1"
+    assert model.sigma_y == pytest.approx(0.2) and model.shape == (1, 28, 28)  # σ_y in model units
+    assert (tmp_path / "samples.png").exists()
+    settings.steps = 3
+    assert train_aps("denoise", tmp_path, settings, data=images, flow_steps=1, hidden=8,
+                     resume=True, progress=False)["steps"] == 3
+    with pytest.raises(ValueError, match="unknown restoration task"):
+        train_aps("generate", tmp_path, settings, data=images)

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from engine.core.operators import Degradation
-from engine.core.registry import Measurement, MethodInfo, param, register
+from engine.core.registry import Measurement, MethodInfo, param
 from engine.core.rng import SampleRNG
 from engine.core.step import BadInputError, Step
 from engine.models.flow import ConditionalRealNVP, FlowConfig
@@ -123,9 +123,12 @@ def aps(model: APSFlow, measurement: Measurement, params: APSParams, rng: Sample
     yield Step(0, 1, math.nan, mean, mean, extras)
 
 
-register(MethodInfo(
+# Not registered yet: `aps` runs on an "aps-flow" model, which `engine.priors.catalog`
+# cannot load until the spine's model kinds land. Wiring it in is
+# ``register(APS_METHOD)`` here plus this module in `registry.METHOD_MODULES`.
+APS_METHOD = MethodInfo(
     name="aps", run=aps, params=APSParams, kind="solver", family="Posterior (DPS/RMP/APS)",
     summary="Amortized posterior sampling (APS): a conditional flow trained for one task "
             "draws a posterior sample in one network pass.",
     nfe=lambda p: 1, needs_prior=True, generates=False, default_model="aps-denoise",
-    latent="flow latent z"))
+    latent="flow latent z")

@@ -30,7 +30,7 @@ Decisions:
 * Fixed precision (Algorithm 2, default): ``μ ← μ + s1·V·G``, V frozen at
   ``b·var_k/var_{k+1}`` (``posterior``: VP β̃, VE ``δσ_k²/σ_{k+1}²``) or ``b``
   (``prior``) **[inferred]**. The transition term is evaluated at μ (exact in
-  expectation); the score and likelihood at ``x = μ`` or, with ``sample_inner``, at
+  expectation); the score and likelihood at ``x = μ`` (``at_mean``, default) or at
   ``x = μ + √V ε``.
 * Natural gradient (Algorithm 1, ``precision = natural``): isotropic precision
   ``Λ = λI`` per sample, ``μ ← μ + s1 G/λ``, ``λ ← (1 − s2) λ + s2 (−h)`` with
@@ -88,7 +88,8 @@ class RMPParams:
                            help="fixed V (Algorithm 2) or natural-gradient precision (Algorithm 1)")
     variance: str = param("posterior", choices=("posterior", "prior"),
                           help="fixed V: posterior (β̃ / δσ_k²/σ_{k+1}²) or prior (β / δ)")
-    sample_inner: bool = param(False, help="fixed V: evaluate the network at μ + √V ε, not at μ")
+    at_mean: bool = param(True, help="fixed V: evaluate the network at μ (deterministic), "
+                                     "else at a sample μ + √V ε")
     precision_step: float = param(0.5, lo=0.0, hi=1.0, help="s2: natural-gradient precision step")
     sigma_max: float = param(50.0, lo=0.1, hi=1e4, log=True, help="VE: largest σ̃ (model units)")
 
@@ -174,7 +175,7 @@ def rmp(prior, measurement: Measurement | None, params: RMPParams, rng: SampleRN
         v_fixed = b * level.var / upper.var if params.variance == "posterior" else b
         lam = torch.full((len(rng),), 1.0 / v_fixed, dtype=x_bar.dtype, device=x_bar.device)
         for _ in range(params.inner):
-            noise = rng.latent_like(mu) if natural or params.sample_inner else None
+            noise = rng.latent_like(mu) if natural or not params.at_mean else None
             spread = per_sample(lam.rsqrt(), mu)
             x = mu if noise is None else mu + spread * noise
             x0_hat, score, guide, residual = likelihood_step(prior, measurement, x, level,

@@ -118,7 +118,7 @@ def network_eps(prior) -> EpsFn:
 
 
 def train_aps(task: str, out: Path, settings: TrainSettings, prior_name: str = "vp",
-              data: torch.Tensor | None = None, steps: int = 6, hidden: int = 256,
+              data: torch.Tensor | None = None, flow_steps: int = 6, hidden: int = 256,
               resume: bool = False, progress: bool = True) -> dict:
     from engine.evaluation.evaluate import TASKS
     from engine.priors.catalog import load_prior
@@ -136,7 +136,7 @@ def train_aps(task: str, out: Path, settings: TrainSettings, prior_name: str = "
     y_shape = op.out_shape(tuple(clean.shape))
     sigma_y = degradation.noise * (hi - lo)
     y = op.forward(clean) + sigma_y * torch.randn(y_shape, generator=g)  # measurements only
-    flow = FlowConfig(dim=math.prod(prior.shape), cond_dim=math.prod(y_shape[1:]), steps=steps,
+    flow = FlowConfig(dim=math.prod(prior.shape), cond_dim=math.prod(y_shape[1:]), steps=flow_steps,
                       hidden=hidden, output_scale=max(sigma_y / 2, 0.02), seed=settings.seed)
     model = init_network(lambda: APSFlow(flow, degradation.spec(), sigma_y, prior.shape,
                                          prior.data_range, name=f"aps-{task}"), settings.seed)
