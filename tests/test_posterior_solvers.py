@@ -163,7 +163,7 @@ def test_rmp_with_exact_scores_reaches_the_gaussian_posterior_mean(masked_gaussi
     post = exact_posterior(prior, op, y, sigma_y, schedule=schedule)
     m, _ = posterior_moments(post)
     out, trajectory = run_last(rmp, post, None, RMPParams, variant=variant, steps=steps, inner=inner,
-                               step_size=1.0)
+                               step_size=1.0, sample_inner=False)
     assert (out - m).abs().max() < bound
     assert len(trajectory) == steps and post.nfe == (steps - 1) * inner
 
@@ -176,7 +176,8 @@ def test_rmp_is_independent_of_its_start_on_a_unimodal_mixture_posterior():
                                  VPSchedule(), (2, 1, 1))
     post = exact_posterior(prior, Row([-2.0, 1.7]), torch.tensor([0.3]), 0.2)
     m, _ = posterior_moments(post)
-    outs = torch.cat([run_last(rmp, post, None, RMPParams, n=4, seed=s, steps=200, step_size=1.0)[0]
+    outs = torch.cat([run_last(rmp, post, None, RMPParams, n=4, seed=s, steps=200, step_size=1.0,
+                               sample_inner=False)[0]
                       for s in (0, 10, 20)])
     assert (outs - outs.mean(0)).abs().max() < 2e-3
     assert (outs.mean(0) - m).abs().max() < 0.01
@@ -200,7 +201,8 @@ def test_rmp_with_the_network_likelihood_moves_towards_the_posterior(masked_gaus
     prior, op, y, sigma_y = masked_gaussian
     meas = Measurement(y.expand(2, 1, 4, 4), op, sigma_y, prior.shape)
     m, _ = posterior_moments(exact_posterior(prior, op, y, sigma_y))
-    out, steps = run_last(rmp, prior, meas, RMPParams, steps=200, step_size=1.0, balance=balance, zeta=zeta)
+    out, steps = run_last(rmp, prior, meas, RMPParams, steps=200, step_size=1.0, balance=balance, zeta=zeta,
+                           sample_inner=False)
     assert (out.mean(0) - m).norm() < 0.75 * (prior.means[0] - m).norm()
     if balance == "constant":  # a fixed γ: the start is (nearly) forgotten. The norm form's γ
         assert (out[0] - out[1]).abs().max() < 5e-3  # grows with ‖s‖, large at high noise: not so

@@ -56,8 +56,9 @@ def solve(y_value: float, n: int, nfe: int, seed: int, dps_scale: float = 0.02) 
                         SampleRNG(seed, n))),
         "rmp": last(rmp(prior, Measurement(y, op, SIGMA, prior.shape),
                         make_params(RMPParams, {"steps": nfe, "step_size": 1.0, "balance": "constant",
-                                                "zeta": 1.0}), SampleRNG(seed, 1))),
-        "rmp-exact": last(rmp(posterior, None, make_params(RMPParams, {"steps": nfe, "step_size": 1.0}),
+                                                "zeta": 1.0, "sample_inner": False}), SampleRNG(seed, 1))),
+        "rmp-exact": last(rmp(posterior, None, make_params(RMPParams, {"steps": nfe, "step_size": 1.0,
+                                                             "sample_inner": False}),
                               SampleRNG(seed, 1))),
         "truth": posterior_moments(posterior)[0][None].float(),
     }
