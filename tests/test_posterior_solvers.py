@@ -139,8 +139,8 @@ def test_dps_guidance_equals_the_analytic_gradient(masked_gaussian):
 
 
 def test_dps_moves_towards_the_posterior(masked_gaussian):
-    """DPS's likelihood is approximate (a Jensen gap): a loose check, its sample mean is
-    closer to E[x0|y] than the prior mean is (seeds 0–9: ratio 0.45–0.6)."""
+    """DPS's likelihood is approximate (a Jensen gap): a loose check that its sample mean
+    is closer to E[x0|y] than the prior mean is (seed 0 only; not a statistical bound)."""
     prior, op, y, sigma_y = masked_gaussian
     n = 64
     meas = Measurement(y.expand(n, 1, 4, 4), op, sigma_y, prior.shape)
@@ -169,9 +169,10 @@ def test_rmp_with_exact_scores_reaches_the_gaussian_posterior_mean(masked_gaussi
 
 
 def test_rmp_is_independent_of_its_start_on_a_unimodal_mixture_posterior():
-    """Two overlapping components (unimodal posterior, weights ≈ 0.55/0.45). Measured:
-    spread over starts ≤ 2e-4, distance to E[x0|y] 4e-3 (the mode-vs-mean gap of a
-    slightly skewed posterior)."""
+    """Two overlapping components (unimodal posterior, weights 0.54/0.46). Measured over
+    these 12 starts: spread 1.4e-3 (the exact chain keeps √ᾱ_T C P_T⁻¹ x̄_T ≈ 1.5e-3 of
+    the start), distance to E[x0|y] 1.9e-3 (the mode-vs-mean gap of a slightly skewed
+    posterior)."""
     prior = GaussianMixturePrior([0.5, 0.5], [[0.0, 0.0], [0.3, 0.2]], 0.09 * torch.eye(2).expand(2, 2, 2),
                                  VPSchedule(), (2, 1, 1))
     post = exact_posterior(prior, Row([-2.0, 1.7]), torch.tensor([0.3]), 0.2)
@@ -179,13 +180,13 @@ def test_rmp_is_independent_of_its_start_on_a_unimodal_mixture_posterior():
     outs = torch.cat([run_last(rmp, post, None, RMPParams, n=4, seed=s, steps=200, step_size=1.0,
                                sample_inner=False)[0]
                       for s in (0, 10, 20)])
-    assert (outs - outs.mean(0)).abs().max() < 2e-3
+    assert (outs - outs.mean(0)).abs().max() < 4e-3
     assert (outs.mean(0) - m).abs().max() < 0.01
 
 
 def test_rmp_natural_gradient_reaches_the_posterior_mean(masked_gaussian):
-    """Algorithm 1 (isotropic precision, Stein trace): stochastic; seeds 0–9 measured
-    max error ≤ 0.03 at T = 300."""
+    """Algorithm 1 (isotropic precision, Stein trace): stochastic; seed 0 only (at
+    T = 1000 on the prior itself seeds 0–2 gave 0.014; the bound 0.05 is not statistical)."""
     prior, op, y, sigma_y = masked_gaussian
     post = exact_posterior(prior, op, y, sigma_y)
     m, _ = posterior_moments(post)
