@@ -178,7 +178,7 @@ def _forward(module: str) -> Callable[[list[str]], int]:
 
 FORWARDED = {"train": "engine.train", "schedule": "engine.core.wasserstein",
              "eval": "engine.evaluation.evaluate", "claims": "engine.evaluation.claims", "bench": "engine.evaluation.bench",
-             "card": "engine.evaluation.card"}
+             "card": "engine.evaluation.card", "playground": "engine.evaluation.playground"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,6 +56,8 @@ METHOD_MODULES = (
     "engine.samplers.vp",
     "engine.samplers.rgm",
     "engine.solvers.pnp_drs",
+    "engine.solvers.dps",
+    "engine.solvers.rmp",
 )
 
 

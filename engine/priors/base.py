@@ -8,9 +8,17 @@ which is per sample trajectory). The score follows by Tweedie's formula (Soft
 Diffusion Lemma A.2): ``∇ log p_t(x_t) = (C_t E[x0|x_t] − x_t) / σ_t²``.
 Its `capabilities` (`engine.core.capabilities`): ``denoise`` on its schedule, and
 ``differentiable`` (gradients flow through ``denoise`` when ``x_t`` requires them).
+
+Differentiating through the denoiser (DPS, RMP) goes through ONE helper,
+`denoise_with_grad`: jobs iterate methods under ``torch.no_grad()``, so it enables
+gradients locally, on a detached copy of ``x_t`` only (the weights never require
+grad). It counts one NFE (the forward pass) and one VJP (``vjp``, the backward pass
+through the network); NFE counts forward evaluations only.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -29,7 +37,8 @@ class Prior:
         self.schedule = schedule
         self.shape = tuple(shape)
         self.data_range = data_range
-        self.nfe = 0
+        self.nfe = 0  # forward network evaluations (batched calls)
+        self.vjp = 0  # backward passes through the network (vector–Jacobian products)
         self.device = torch.device("cpu")
 
     # -- the one thing a prior must answer -------------------------------------------
@@ -65,3 +74,21 @@ class Prior:
     def describe(self) -> dict:
         return {"name": self.name, "schedule": self.schedule.to_config(),
                 "shape": list(self.shape), "data_range": list(self.data_range)}
+
+
+def denoise_with_grad(prior: Prior, x_t: torch.Tensor, t: float,
+                      loss_fn: Callable[[torch.Tensor], torch.Tensor]
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x̂0, ∇_{x_t} loss_fn(x̂0(x_t)), loss)``, all detached; one NFE and one VJP.
+
+    ``loss_fn`` maps the batch x̂0 ``(B, C, H, W)`` to one loss per sample ``(B,)``;
+    the gradient of their sum is each sample's own gradient, because samples do not
+    interact inside a denoiser. Works under an outer ``torch.no_grad()``.
+    """
+    with torch.enable_grad():
+        x = x_t.detach().requires_grad_(True)
+        x0_hat = prior.denoise(x, t)
+        loss = loss_fn(x0_hat)
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+    prior.vjp += 1
+    return x0_hat.detach(), grad, loss.detach()
