@@ -137,11 +137,17 @@ def _layer_distance(fx: torch.Tensor, fr: torch.Tensor) -> torch.Tensor:
     return d.flatten(1).mean(1) if d.dim() > 1 else d
 
 
+def feature_distance(x: torch.Tensor, ref: torch.Tensor,
+                     extractor: Callable[[torch.Tensor], list[torch.Tensor]]) -> torch.Tensor:
+    """Mean over layers of the squared distance of channel-unit-normalised features, per
+    image of two equal-shape batches; differentiable (TIM trains with it)."""
+    per_layer = [_layer_distance(fx, fr) for fx, fr in zip(extractor(x), extractor(ref))]
+    return torch.stack(per_layer).mean(0)
+
+
 def perceptual_distance(x: torch.Tensor, ref: torch.Tensor,
                         extractor: Callable[[torch.Tensor], list[torch.Tensor]]) -> torch.Tensor:
-    """Mean over layers of the squared distance of channel-unit-normalised features."""
+    """`feature_distance` without gradients; ``ref`` may be one image for the batch."""
     x, ref = (v.float() for v in _batched(x, ref))
     with torch.no_grad():
-        layers = zip(extractor(x), extractor(ref))
-        per_layer = [_layer_distance(fx, fr) for fx, fr in layers]
-    return torch.stack(per_layer).mean(0)
+        return feature_distance(x, ref, extractor)

@@ -2,7 +2,8 @@
 
 Families: ``vp`` (DDPM ε-prediction), ``soft-blur`` and ``soft-mask`` (Soft Diffusion,
 Soft Score Matching), ``features`` (the Fashion-MNIST classifier behind the perceptual
-and Fréchet metrics). The output directory is a loadable model; ``--resume`` continues
+and Fréchet metrics), ``tim`` (TIM's tower by conditional IMLE; ``python -m engine
+train tim --help`` lists its options). The output directory is a loadable model; ``--resume`` continues
 an interrupted run from its last checkpoint with the same random stream.
 """
 
@@ -17,7 +18,7 @@ import torch
 
 from engine.core.step import BadInputError
 
-FAMILY_NAMES = ("soft-blur", "soft-mask", "vp", "features")
+FAMILY_NAMES = ("soft-blur", "soft-mask", "vp", "features", "tim")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,6 +55,9 @@ def read_blur_table(path: Path | None) -> list[float] | None:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["tim"]:  # TIM's month/day loop has its own options
+        from engine.train.tim import main as train_tim_main
+        return train_tim_main(argv[1:])
     args = parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

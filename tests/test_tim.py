@@ -1,0 +1,151 @@
+"""TIM: the tower (shapes, ranges, causality), hierarchical code selection, cIMLE on a
+1-D toy, the month/day loop and its resume."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from engine.io.data import demo_images, to_model_range
+from engine.models.tim import Tower, TowerConfig, load_tim_tower
+from engine.train.loop import TrainSettings, init_network
+from engine.train.tim import (IMLESettings, draw_pools, imle_loss, level_targets, select_hierarchical,
+                              select_vanilla, train_tim)
+
+SMALL = dict(channels=8, growth=4, blocks=1, code_dim=4, mapping_dim=8, mapping_layers=2)
+TASK_LEVELS = [("sr4", 2), ("inpaint", 3), ("pca10", 3)]
+
+
+@pytest.fixture(autouse=True)
+def single_thread(one_thread):
+    yield
+
+
+def styled_tower(task: str, levels: int, seed: int = 0, **kw) -> Tower:
+    """A small tower whose style affines are random (they start at zero), so the codes'
+    vector part matters too."""
+    tower = init_network(lambda: Tower(TowerConfig(task=task, levels=levels, **{**SMALL, **kw})), seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for name, p in tower.named_parameters():
+            if ".affine." in name:
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    if task == "pca10":
+        tower.set_pca(to_model_range(demo_images()[0]))
+    return tower.eval()
+
+
+def random_codes(tower: Tower, n: int, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, s, generator=g) for s in tower.code_sizes]
+
+
+@pytest.mark.parametrize("task,levels", TASK_LEVELS)
+def test_outputs_have_each_levels_size_and_lie_in_range(task, levels):
+    tower = styled_tower(task, levels)
+    cfg = tower.config
+    x = to_model_range(demo_images()[0][:5])
+    y = tower.measure(x)
+    assert y.shape[-1] == cfg.input_size == (7 if task == "sr4" else 28)
+    with torch.no_grad():
+        outs = tower(y, random_codes(tower, 5, 0))
+    assert [o.shape for o in outs] == [(5, 1, s, s) for s in cfg.output_sizes]
+    assert cfg.output_sizes == [28 // 2 ** (levels - 1 - l) for l in range(levels)]
+    for o in outs:
+        assert float(o.abs().max()) <= 1.0 and float(o.std()) > 0.01
+    # code length = vector part + noise map at the module's input resolution
+    assert cfg.code_sizes == [cfg.code_dim + cfg.code_nc * r * r for r in cfg.module_input_sizes]
+
+
+@pytest.mark.parametrize("task,levels", TASK_LEVELS)
+def test_tower_is_causal_in_the_codes(task, levels):
+    tower = styled_tower(task, levels)
+    y = tower.measure(to_model_range(demo_images()[0][:3]))
+    codes = random_codes(tower, 3, 1)
+    with torch.no_grad():
+        base = tower(y, codes)
+        for l in range(levels):
+            changed = codes[:l + 1] + random_codes(tower, 3, 2)[l + 1:]
+            outs = tower(y, changed)
+            assert all(torch.equal(a, b) for a, b in zip(base[:l + 1], outs[:l + 1]))
+            assert all(not torch.allclose(a, b) for a, b in zip(base[l + 1:], outs[l + 1:]))
+            # both parts of level l's code act on level l
+            for part in (slice(0, tower.config.code_dim), slice(tower.config.code_dim, None)):
+                moved = [c.clone() for c in codes]
+                moved[l][:, part] += 1.0
+                assert not torch.allclose(tower(y, moved)[l], base[l])
+
+
+def test_pca10_measurement_is_the_projection_on_ten_components():
+    tower = styled_tower("pca10", 3)
+    x = to_model_range(demo_images()[0][:4])
+    y = tower.measure(x)
+    assert torch.allclose(tower.measure(y), y, atol=1e-5)  # a projection
+    basis = tower.pca_basis
+    assert torch.allclose(basis.T @ basis, torch.eye(10), atol=1e-5)
+
+
+def l1_distance(a, b):
+    return (a - b).abs().flatten(1).mean(1)
+
+
+@pytest.mark.parametrize("task,levels", [("sr4", 2), ("inpaint", 3)])
+def test_hierarchical_selection_picks_the_brute_force_argmin_and_keeps_earlier_codes(task, levels):
+    tower = styled_tower(task, levels, seed=3)
+    x = to_model_range(demo_images()[0][:5])
+    y, targets = tower.measure(x), level_targets(x, tower.config.output_sizes)
+    m = 7
+    pools = draw_pools(tower.code_sizes, 5, m, torch.Generator().manual_seed(0))
+    chosen = select_hierarchical(tower, y, targets, pools, l1_distance, chunk=10)
+    with torch.no_grad():
+        for i in range(5):
+            for l in range(levels):
+                # brute force: every candidate of level l after the chosen earlier codes
+                dists = []
+                for j in range(m):
+                    codes = [c[i:i + 1] for c in chosen[:l]] + [pools[l][i, j][None]]
+                    dists.append(float(l1_distance(tower(y[i:i + 1], codes, upto=l + 1)[l], targets[l][i:i + 1])))
+                best = int(torch.tensor(dists).argmin())
+                assert torch.equal(chosen[l][i], pools[l][i, best])
+    # the earlier levels' codes are the ones chosen at their own level: selecting again
+    # with only the last pool redrawn changes nothing before it
+    redrawn = pools[:-1] + draw_pools(tower.code_sizes[-1:], 5, m, torch.Generator().manual_seed(9))
+    again = select_hierarchical(tower, y, targets, redrawn, l1_distance, chunk=1000)
+    assert all(torch.equal(a, b) for a, b in zip(chosen[:-1], again[:-1]))
+
+
+def test_vanilla_selection_takes_one_candidate_for_all_levels():
+    tower = styled_tower("sr4", 2, seed=4)
+    x = to_model_range(demo_images()[0][:4])
+    y, targets = tower.measure(x), level_targets(x, tower.config.output_sizes)
+    pools = draw_pools(tower.code_sizes, 4, 6, torch.Generator().manual_seed(1))
+    chosen = select_vanilla(tower, y, targets, pools, l1_distance)
+    with torch.no_grad():
+        for i in range(4):
+            totals = [sum(float(l1_distance(o, t[i:i + 1])) for o, t in
+                          zip(tower(y[i:i + 1], [p[i, j][None] for p in pools]), targets))
+                      for j in range(6)]
+            j = int(torch.tensor(totals).argmin())
+            assert all(torch.equal(c[i], p[i, j]) for c, p in zip(chosen, pools))
+
+
+def tiny_run(out, months, resume=False, **imle):
+    cfg = TowerConfig(task="sr4", levels=2, **SMALL)
+    settings = TrainSettings(lr=1e-3, warmup=2, checkpoint_every=1, seed=0)
+    data = to_model_range(demo_images()[0])
+    return train_tim(out, cfg, IMLESettings(months=months, month_size=8, pool=3, days=2, day_batch=4,
+                                            distance="l1", **imle),
+                     settings, data, data[:2], resume=resume, progress=False)
+
+
+def test_training_writes_a_loadable_tower_and_resumes_exactly(tmp_path):
+    tiny_run(tmp_path / "straight", 2)
+    tiny_run(tmp_path / "resumed", 1)
+    tiny_run(tmp_path / "resumed", 2, resume=True)
+    a = load_tim_tower(tmp_path / "straight")
+    b = load_tim_tower(tmp_path / "resumed")
+    for p, q in zip(a.net.state_dict().values(), b.net.state_dict().values()):
+        assert torch.equal(p, q)
+    assert a.degradation == "downsample=4" and a.levels == 2 and a.data_range == (-1.0, 1.0)
+    assert (tmp_path / "straight" / "samples.png").exists()
+    lines = (tmp_path / "straight" / "selection.jsonl").read_text().splitlines()
+    assert len(lines) == 2
