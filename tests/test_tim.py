@@ -149,3 +149,67 @@ def test_training_writes_a_loadable_tower_and_resumes_exactly(tmp_path):
     assert (tmp_path / "straight" / "samples.png").exists()
     lines = (tmp_path / "straight" / "selection.jsonl").read_text().splitlines()
     assert len(lines) == 2
+
+
+# -- cIMLE on the 1-D toy of tim.md: y = x ± 1 ------------------------------------------
+
+class ToyGenerator(nn.Module):
+    """A one-level "tower" ŷ = f(x, z), z ∈ R², with the interface the selection uses."""
+
+    levels, code_sizes = 1, [2]
+
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Sequential(nn.Linear(3, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+
+    def level(self, l, x, code, state):
+        return self.f(torch.cat([x, code], 1)), state
+
+    def prefix(self, x, codes, upto):
+        return (None, None)
+
+    def forward(self, x, codes, upto=None):
+        return [self.level(0, x, codes[0], None)[0]]
+
+
+def toy_pairs(n, g):
+    x = 4 * torch.rand(n, 1, generator=g) - 2
+    return x, x + torch.randint(0, 2, (n, 1), generator=g) * 2 - 1
+
+
+def train_toy(seed: int, imle: bool, months: int = 100, days: int = 20, m: int = 10):
+    """cIMLE (m = 10) or L2 regression (z = 0, squared loss), same network and steps.
+    Returns the residuals ``f(x, z) − x`` at 500 test inputs, one fresh z each."""
+    g = torch.Generator().manual_seed(seed)
+    net = init_network(ToyGenerator, seed)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(months):
+        x, y = toy_pairs(64, g)
+        if imle:
+            codes = select_hierarchical(net, x, [y], draw_pools(net.code_sizes, 64, m, g), l1_distance)
+        for _ in range(days):
+            b = torch.randint(64, (16,), generator=g)
+            if imle:
+                loss = imle_loss(net, x[b], [y[b]], [codes[0][b]], l1_distance)
+            else:
+                loss = ((net(x[b], [torch.zeros(16, 2)])[0] - y[b]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    xs = torch.linspace(-1.8, 1.8, 500)[:, None]
+    z = torch.randn(500, 2, generator=torch.Generator().manual_seed(1000 + seed)) if imle else torch.zeros(500, 2)
+    with torch.no_grad():
+        return net(xs, [z])[0] - xs
+
+
+def test_cimle_covers_both_modes_where_l2_regression_collapses_to_the_middle():
+    """Measured over seeds 0–9 (this function's settings): cIMLE puts 0.436 ± 0.049 of
+    its samples within 0.5 of x + 1 and 0.462 ± 0.037 within 0.5 of x − 1 (mean ± std),
+    mean |f − x| 0.884 ± 0.020; L2 regression gives mean |f − x| 0.137 ± 0.089 (both
+    modes ≥ 0.9 away from most outputs). Bounds: 0.20 is ≥ 4.8 std below the mode
+    shares; 0.5 is 4.1 std above L2's |f − x| and 19 std below cIMLE's."""
+    r = train_toy(seed=0, imle=True)
+    assert float(((r - 1).abs() < 0.5).float().mean()) >= 0.20
+    assert float(((r + 1).abs() < 0.5).float().mean()) >= 0.20
+    assert float(r.abs().mean()) > 0.5
+    assert float(train_toy(seed=0, imle=False).abs().mean()) < 0.5

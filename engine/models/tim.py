@@ -41,6 +41,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -279,15 +280,21 @@ class TowerModel:
     def device(self) -> torch.device:
         return self.net.pca_mean.device
 
-    def sample_levels(self, y: torch.Tensor, codes: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Every level's output for measurements y (B, *input_shape) and codes; one NFE per level."""
+    def iterate_levels(self, y: torch.Tensor, codes: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """``ŷ^(1)``, …, ``ŷ^(L)`` for measurements y ``(B, *input_shape)`` and per-level codes
+        ``(B, code_sizes[l])``, coarse to fine. One pass through the tower counts one NFE."""
         if tuple(y.shape[1:]) != self.input_shape:
             raise BadInputError(f"{self.name} expects measurements of shape {self.input_shape} "
                                 f"({self.degradation}), got {tuple(y.shape[1:])}")
-        with torch.no_grad():
-            outs = self.net(y, codes)
-        self.nfe += self.levels
-        return outs
+        self.nfe += 1
+        state = (None, None)
+        for l in range(self.levels):
+            with torch.no_grad():
+                out, state = self.net.level(l, y, codes[l], state)
+            yield out
+
+    def sample_levels(self, y: torch.Tensor, codes: list[torch.Tensor]) -> list[torch.Tensor]:
+        return list(self.iterate_levels(y, codes))
 
     def sample(self, y: torch.Tensor, codes: list[torch.Tensor]) -> torch.Tensor:
         return self.sample_levels(y, codes)[-1]

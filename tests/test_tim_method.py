@@ -1,0 +1,127 @@
+"""Method ``tim`` (one Step per level, codes through SampleRNG, vary-one-level) and the
+one-to-many metrics (diversity score, faithfulness-weighted variance)."""
+
+import pytest
+import torch
+
+from engine.core.operators import Degradation
+from engine.core.registry import Measurement
+from engine.core.rng import SampleRNG
+from engine.core.step import BadInputError, UnsupportedOperatorError
+from engine.evaluation.metrics import (diversity_score, faithfulness_weighted_variance,
+                                       mean_squared_distance)
+from engine.io.data import demo_images, to_model_range
+from engine.models.tim import TowerModel
+from engine.solvers.tim import TimParams, tim
+from tests.test_tim import styled_tower
+
+
+@pytest.fixture(autouse=True)
+def single_thread(one_thread):
+    yield
+
+
+def tower_model(task="sr4", levels=2) -> TowerModel:
+    return TowerModel(styled_tower(task, levels), name=f"tim-{task}")
+
+
+def measurement(spec: str, index: int = 3) -> Measurement:
+    x = to_model_range(demo_images()[0][index:index + 1])
+    deg = Degradation.parse(spec)
+    return Measurement(deg.measure(x), deg.operator(1), deg.noise, (1, 28, 28))
+
+
+def run(model, meas, n, seed=0, **params):
+    return list(tim(model, meas, TimParams(**params), SampleRNG(seed, n)))
+
+
+@pytest.mark.parametrize("task,levels,spec", [("sr4", 2, "downsample=4"), ("inpaint", 3, "mask=box:0.5")])
+def test_one_step_per_level_coarse_to_fine_in_one_pass(task, levels, spec):
+    model = tower_model(task, levels)
+    steps = run(model, measurement(spec), n=4)
+    assert [s.index for s in steps] == list(range(levels)) and steps[-1].is_last
+    assert [s.extras["level"] for s in steps] == list(range(1, levels + 1))
+    assert [s.extras["resolution"] for s in steps] == model.net.config.output_sizes
+    assert [s.t for s in steps] == [1 - (l + 1) / levels for l in range(levels)]
+    for s in steps:
+        assert s.x0_hat.shape == (4, 1, 28, 28) and float(s.x0_hat.abs().max()) <= 1
+    assert model.nfe == 1
+    # the last Step is the tower's full-resolution sample for the same codes
+    rng = SampleRNG(0, 4)
+    codes = [rng.latent(s) for s in model.code_sizes]
+    y = measurement(spec).y.expand(4, -1, -1, -1)
+    assert torch.equal(steps[-1].x0_hat, model.sample(y, codes))
+
+
+def test_samples_equal_single_runs_and_follow_the_latent_slider():
+    model, meas = tower_model(), measurement("downsample=4,noise=0.01")
+    batch = run(model, meas, n=3, seed=5)[-1].x0_hat
+    for k in range(3):
+        torch.testing.assert_close(run(model, meas, n=1, seed=5 + k)[-1].x0_hat[0], batch[k], atol=2e-5, rtol=0)
+    assert diversity_score(batch[None]) > 1e-4
+    moved = list(tim(model, meas, TimParams(), SampleRNG(5, 3, latent_seed=50, latent_mix=1.0)))[-1].x0_hat
+    torch.testing.assert_close(moved, run(model, meas, n=3, seed=50)[-1].x0_hat, atol=2e-5, rtol=0)
+
+
+def test_vary_level_changes_only_that_level():
+    model, meas = tower_model("inpaint", 3), measurement("mask=box:0.5")
+    for vary in (1, 2, 3):
+        steps = run(model, meas, n=3, vary_level=vary)
+        for s in steps:  # levels before the varied one agree across samples; it and later differ
+            same = all(torch.equal(s.x0_hat[0], s.x0_hat[k]) for k in (1, 2))
+            assert same == (s.extras["level"] < vary)
+        # sample 0 is the default run's sample 0
+        torch.testing.assert_close(steps[-1].x0_hat[0], run(model, meas, n=1)[-1].x0_hat[0],
+                                   atol=2e-5, rtol=0)
+    with pytest.raises(BadInputError, match="levels"):
+        run(tower_model(), measurement("downsample=4"), n=2, vary_level=3)
+
+
+def test_a_tower_refuses_another_task():
+    with pytest.raises(UnsupportedOperatorError, match="downsample=4"):
+        run(tower_model(), measurement("downsample=2"), n=2)
+    with pytest.raises(BadInputError, match="measurement"):
+        run(tower_model(), None, n=2)
+
+
+def test_pca10_completes_any_image_from_its_projection():
+    model = tower_model("pca10", 3)
+    x = to_model_range(demo_images()[0][3:4])
+    a = run(model, Measurement(x, Degradation().operator(1), 0.0, (1, 28, 28)), n=2)[-1].x0_hat
+    projected = model.net.measure(x)
+    b = run(model, Measurement(projected, Degradation().operator(1), 0.0, (1, 28, 28)), n=2)[-1].x0_hat
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+# -- metrics ----------------------------------------------------------------------------
+
+def test_identical_samples_score_zero():
+    g = torch.Generator().manual_seed(0)
+    one = torch.rand(4, 1, 1, 28, 28, generator=g)
+    samples = one.expand(4, 6, 1, 28, 28)
+    truth = torch.rand(4, 1, 28, 28, generator=g)
+    assert diversity_score(samples) == 0.0
+    assert all(v == 0.0 for v in faithfulness_weighted_variance(samples, truth).values())
+
+
+def test_diversity_score_is_the_mean_pairwise_distance():
+    g = torch.Generator().manual_seed(1)
+    samples = torch.rand(2, 3, 1, 5, 5, generator=g)
+    pairs = [float(mean_squared_distance(samples[i, a][None], samples[i, b][None]))
+             for i in range(2) for a, b in ((0, 1), (0, 2), (1, 2))]
+    assert diversity_score(samples) == pytest.approx(sum(pairs) / 6, rel=1e-12)
+
+
+def test_fwv_is_non_decreasing_in_sigma_and_weighs_by_faithfulness():
+    g = torch.Generator().manual_seed(2)
+    truth = torch.rand(3, 1, 8, 8, generator=g)
+    samples = truth[:, None] + 0.2 * torch.randn(3, 5, 1, 8, 8, generator=g)
+    sigmas = [0.01, 0.03, 0.1, 0.3, 1.0, 10.0]
+    fwv = list(faithfulness_weighted_variance(samples, truth, sigmas).values())
+    assert all(a <= b for a, b in zip(fwv, fwv[1:])) and fwv[0] < fwv[-1]
+    # σ → ∞: the plain variance around the samples' mean
+    variance = float(mean_squared_distance(samples.flatten(0, 1), samples.mean(1).repeat_interleave(5, 0)).mean())
+    assert fwv[-1] == pytest.approx(variance, rel=1e-3)
+    # unfaithful samples with the same spread score less
+    shifted = list(faithfulness_weighted_variance(samples + 0.5, truth, sigmas).values())
+    assert all(s <= f for s, f in zip(shifted, fwv)) and shifted[2] < fwv[2]
