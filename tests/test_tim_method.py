@@ -1,5 +1,4 @@
-"""Method ``tim`` (one Step per level, codes through SampleRNG, vary-one-level) and the
-one-to-many metrics (diversity score, faithfulness-weighted variance)."""
+"""Method ``tim``: one Step per level, codes through SampleRNG, vary-one-level, task binding."""
 
 import pytest
 import torch
@@ -8,8 +7,7 @@ from engine.core.operators import Degradation
 from engine.core.registry import Measurement
 from engine.core.rng import SampleRNG
 from engine.core.step import BadInputError, UnsupportedOperatorError
-from engine.evaluation.metrics import (diversity_score, faithfulness_weighted_variance,
-                                       mean_squared_distance)
+from engine.evaluation.metrics import diversity_score
 from engine.io.data import demo_images, to_model_range
 from engine.models.tim import TowerModel
 from engine.solvers.tim import TimParams, tim
@@ -91,37 +89,3 @@ def test_pca10_completes_any_image_from_its_projection():
     projected = model.net.measure(x)
     b = run(model, Measurement(projected, Degradation().operator(1), 0.0, (1, 28, 28)), n=2)[-1].x0_hat
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
-
-
-# -- metrics ----------------------------------------------------------------------------
-
-def test_identical_samples_score_zero():
-    g = torch.Generator().manual_seed(0)
-    one = torch.rand(4, 1, 1, 28, 28, generator=g)
-    samples = one.expand(4, 6, 1, 28, 28)
-    truth = torch.rand(4, 1, 28, 28, generator=g)
-    assert diversity_score(samples) == 0.0
-    assert all(v == 0.0 for v in faithfulness_weighted_variance(samples, truth).values())
-
-
-def test_diversity_score_is_the_mean_pairwise_distance():
-    g = torch.Generator().manual_seed(1)
-    samples = torch.rand(2, 3, 1, 5, 5, generator=g)
-    pairs = [float(mean_squared_distance(samples[i, a][None], samples[i, b][None]))
-             for i in range(2) for a, b in ((0, 1), (0, 2), (1, 2))]
-    assert diversity_score(samples) == pytest.approx(sum(pairs) / 6, rel=1e-12)
-
-
-def test_fwv_is_non_decreasing_in_sigma_and_weighs_by_faithfulness():
-    g = torch.Generator().manual_seed(2)
-    truth = torch.rand(3, 1, 8, 8, generator=g)
-    samples = truth[:, None] + 0.2 * torch.randn(3, 5, 1, 8, 8, generator=g)
-    sigmas = [0.01, 0.03, 0.1, 0.3, 1.0, 10.0]
-    fwv = list(faithfulness_weighted_variance(samples, truth, sigmas).values())
-    assert all(a <= b for a, b in zip(fwv, fwv[1:])) and fwv[0] < fwv[-1]
-    # σ → ∞: the plain variance around the samples' mean
-    variance = float(mean_squared_distance(samples.flatten(0, 1), samples.mean(1).repeat_interleave(5, 0)).mean())
-    assert fwv[-1] == pytest.approx(variance, rel=1e-3)
-    # unfaithful samples with the same spread score less
-    shifted = list(faithfulness_weighted_variance(samples + 0.5, truth, sigmas).values())
-    assert all(s <= f for s, f in zip(shifted, fwv)) and shifted[2] < fwv[2]
