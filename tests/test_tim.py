@@ -8,7 +8,7 @@ import torch.nn as nn
 from engine.io.data import demo_images, to_model_range
 from engine.models.tim import Tower, TowerConfig, load_tim_tower
 from engine.train.loop import TrainSettings, init_network
-from engine.train.tim import (IMLESettings, draw_pools, imle_loss, level_targets, select_hierarchical,
+from engine.train.tim import (IMLESettings, compare_selection, draw_pools, imle_loss, level_targets, select_hierarchical,
                               select_vanilla, train_tim)
 
 SMALL = dict(channels=8, growth=4, blocks=1, code_dim=4, mapping_dim=8, mapping_layers=2)
@@ -213,3 +213,17 @@ def test_cimle_covers_both_modes_where_l2_regression_collapses_to_the_middle():
     assert float(((r + 1).abs() < 0.5).float().mean()) >= 0.20
     assert float(r.abs().mean()) > 0.5
     assert float(train_toy(seed=0, imle=False).abs().mean()) < 0.5
+
+
+def test_selection_comparison_counts_samples_consistently():
+    tower = styled_tower("sr4", 2, seed=5)
+    x = to_model_range(demo_images()[0][:6])
+    report = compare_selection(tower, x, l1_distance, m=3, factors=(1, 2, 4))
+    totals = [report["vanilla"][k]["total"] for k in ("1m", "2m", "4m")]
+    assert totals[0] >= totals[1] >= totals[2]  # nested pools: more samples never lose
+    needs = report["vanilla_needs"]
+    hier = report["hierarchical"]["total"]
+    if needs is None:
+        assert totals[-1] > hier
+    else:
+        assert 1 <= needs <= 4 and report["vanilla"][f"{min(f for f in (1, 2, 4) if f >= needs)}m"]["total"] <= hier

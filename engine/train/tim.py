@@ -154,6 +154,41 @@ def selected_distances(tower, y, targets, codes, distance) -> list[float]:
         return [float(distance(o, t).mean()) for o, t in zip(tower(y, codes), targets)]
 
 
+@torch.no_grad()
+def compare_selection(tower, x, distance, m: int, factors=(1, 2, 4, 8, 16), seed: int = 0) -> dict:
+    """Hierarchical selection with m candidates per level against vanilla selection with
+    k = factor·m complete code sets (paper Fig. 3): the mean, over the pairs x, of the
+    selected sample's summed distance ``Σ_l d(ŷ^(l), ↓_l y)`` and of its last level's.
+    ``vanilla_needs`` is the smallest k whose summed distance reaches the hierarchical
+    one, as a multiple of m (log-linear interpolation; None if 16·m does not reach it).
+    The vanilla pools are prefixes of one draw, so their distances never increase with k."""
+    g = torch.Generator().manual_seed(seed)
+    y, targets = tower.measure(x), level_targets(x, tower.config.output_sizes)
+
+    def score(codes):
+        per_level = [distance(o, t) for o, t in zip(tower(y, codes), targets)]
+        return float(sum(per_level).mean()), float(per_level[-1].mean())
+
+    hier = score(select_hierarchical(tower, y, targets, draw_pools(tower.code_sizes, len(x), m, g), distance))
+    nested = draw_pools(tower.code_sizes, len(x), max(factors) * m, g)  # k-pools are prefixes
+    vanilla = {f: score(select_vanilla(tower, y, targets, [p[:, :f * m] for p in nested], distance))
+               for f in sorted(factors)}
+    needs = None
+    previous = None
+    for f, (total, _) in vanilla.items():
+        if total <= hier[0]:
+            if previous is None:
+                needs = float(f)
+            else:  # interpolate log(f) linearly in the distance
+                (f0, d0), d1 = previous, total
+                needs = float(f0 * (f / f0) ** ((d0 - hier[0]) / (d0 - d1)))
+            break
+        previous = (f, total)
+    return {"m": m, "pairs": len(x), "hierarchical": {"total": hier[0], "last": hier[1]},
+            "vanilla": {f"{f}m": {"total": v[0], "last": v[1]} for f, v in vanilla.items()},
+            "vanilla_needs": needs}
+
+
 # -- the month/day loop ---------------------------------------------------------------
 
 def imle_loss(tower, y, targets, codes, distance, intermediate: bool = True) -> torch.Tensor:
@@ -281,6 +316,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--compare-selection", type=int, default=None, metavar="PAIRS",
+                   help="instead of training: load the tower in --out and compare hierarchical "
+                        "with vanilla code selection on PAIRS test pairs (prints JSON)")
     return p
 
 
@@ -290,7 +328,10 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     from engine.io.data import demo_images
 
+    out = args.out or Path("runs") / f"tim-{args.task}"
     try:
+        if args.compare_selection:
+            return print_selection_comparison(out, args)
         cfg = TowerConfig(task=args.task, levels=args.levels or (2 if args.task == "sr4" else 3),
                           channels=args.channels, mapping=not args.no_mapping)
         imle = IMLESettings(months=args.months, month_size=args.month_size, pool=args.pool,
@@ -303,7 +344,6 @@ def main(argv: list[str]) -> int:
         images = load_fashion_mnist("train", args.data)[0]
         data = to_model_range(images[:args.train_size] if args.train_size else images)
         grid_clean = to_model_range(demo_images()[0][:GRID_INPUTS])
-        out = args.out or Path("runs") / f"tim-{args.task}"
         info = train_tim(out, cfg, imle, settings, data, grid_clean, resume=args.resume,
                          progress=not args.quiet)
     except BadInputError as err:
@@ -311,4 +351,17 @@ def main(argv: list[str]) -> int:
         return 2
     print(f"tim {args.task}: {info['months']} months ({info['days']} days), "
           f"{info['wall_seconds']:.0f} s, loss {info['loss']:.4f} → {out}")
+    return 0
+
+
+def print_selection_comparison(model_dir: Path, args) -> int:
+    """``--compare-selection PAIRS``: `compare_selection` on the first test pairs."""
+    from engine.evaluation.evaluate import test_images
+    from engine.models.tim import load_tim_tower
+
+    tower = load_tim_tower(model_dir, args.device).net
+    x = to_model_range(test_images(args.compare_selection)[0]).to(args.device)
+    distance = make_distance(json.loads((model_dir / "config.json").read_text())["imle"]["distance"],
+                             args.device)
+    print(json.dumps(compare_selection(tower, x, distance, args.pool, seed=args.seed), indent=2))
     return 0
