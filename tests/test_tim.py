@@ -227,3 +227,14 @@ def test_selection_comparison_counts_samples_consistently():
         assert totals[-1] > hier
     else:
         assert 1 <= needs <= 4 and report["vanilla"][f"{min(f for f in (1, 2, 4) if f >= needs)}m"]["total"] <= hier
+
+
+def test_cli_compares_selection_on_a_trained_tower(tmp_path, capsys):
+    import json
+
+    from engine.train import main
+    tiny_run(tmp_path / "run", 1)
+    assert main(["tim", "--out", str(tmp_path / "run"), "--compare-selection", "3", "--pool", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["m"] == 2 and report["pairs"] == 3 and set(report["vanilla"]) == {"1m", "2m", "4m", "8m", "16m"}
+    assert main(["tim", "--out", str(tmp_path / "missing"), "--compare-selection", "3"]) == 2
