@@ -219,26 +219,27 @@ class Tower(nn.Module):
         centred = x.flatten(1) - self.pca_mean
         return (self.pca_mean + centred @ self.pca_basis @ self.pca_basis.T).reshape(x.shape)
 
+    def level(self, l: int, y, code, state=(None, None)):
+        """Level l alone, from the (output, features) state of level l − 1; returns
+        ``(ŷ^(l), state of level l)``."""
+        out, feat = self.stages[l](resize(y, self.stages[l].size), code, *state)
+        return out, (out, feat)
+
     def forward(self, y: torch.Tensor, codes: list[torch.Tensor], upto: int | None = None
                 ) -> list[torch.Tensor]:
         """Outputs ``ŷ^(1..upto)`` (default all levels) for the codes of those levels."""
-        outs, out, feat = [], None, None
+        outs, state = [], (None, None)
         for l in range(upto or self.levels):
-            out, feat = self.stages[l](resize(y, self.stages[l].size), codes[l], out, feat)
+            out, state = self.level(l, y, codes[l], state)
             outs.append(out)
         return outs
 
     def prefix(self, y, codes, upto: int):
-        """The state (output, features) after levels < upto, for the next level's input."""
-        out, feat = None, None
+        """The state after levels < upto (the input of level upto)."""
+        state = (None, None)
         for l in range(upto):
-            out, feat = self.stages[l](resize(y, self.stages[l].size), codes[l], out, feat)
-        return out, feat
-
-    def level(self, l: int, y, code, state):
-        """Run level l alone from the `prefix` state; returns ``(ŷ^(l), state)``."""
-        out, feat = self.stages[l](resize(y, self.stages[l].size), code, *state)
-        return out, (out, feat)
+            _, state = self.level(l, y, codes[l], state)
+        return state
 
 
 class TowerModel:
