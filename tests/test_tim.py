@@ -238,3 +238,14 @@ def test_cli_compares_selection_on_a_trained_tower(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["m"] == 2 and report["pairs"] == 3 and set(report["vanilla"]) == {"1m", "2m", "4m", "8m", "16m"}
     assert main(["tim", "--out", str(tmp_path / "missing"), "--compare-selection", "3"]) == 2
+
+
+def test_evaluation_scores_the_towers_restorations(tmp_path):
+    from engine.train.tim import evaluate_tower
+    tiny_run(tmp_path / "run", 1)
+    report = evaluate_tower(load_tim_tower(tmp_path / "run"), demo_images()[0][:2], samples=3)
+    assert report["inputs"] == 2 and report["degradation"] == "downsample=4"
+    assert report["best_of_n_psnr"] >= report["psnr"] > 5
+    assert report["diversity_score"] > 0
+    fwv = list(report["fwv"].values())
+    assert all(a <= b for a, b in zip(fwv, fwv[1:]))

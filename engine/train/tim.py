@@ -316,6 +316,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--evaluate", type=int, default=None, metavar="INPUTS",
+                   help="instead of training: restore INPUTS test images with the tower in --out, "
+                        "--samples each, and print PSNR, best-of-n PSNR, diversity and FWV (JSON)")
+    p.add_argument("--samples", type=int, default=8, help="samples per input for --evaluate")
     p.add_argument("--compare-selection", type=int, default=None, metavar="PAIRS",
                    help="instead of training: load the tower in --out and compare hierarchical "
                         "with vanilla code selection on PAIRS test pairs (prints JSON)")
@@ -332,6 +336,8 @@ def main(argv: list[str]) -> int:
     try:
         if args.compare_selection:
             return print_selection_comparison(out, args)
+        if args.evaluate:
+            return print_evaluation(out, args)
         cfg = TowerConfig(task=args.task, levels=args.levels or (2 if args.task == "sr4" else 3),
                           channels=args.channels, mapping=not args.no_mapping)
         imle = IMLESettings(months=args.months, month_size=args.month_size, pool=args.pool,
@@ -364,4 +370,46 @@ def print_selection_comparison(model_dir: Path, args) -> int:
     distance = make_distance(json.loads((model_dir / "config.json").read_text())["imle"]["distance"],
                              args.device)
     print(json.dumps(compare_selection(tower, x, distance, args.pool, seed=args.seed), indent=2))
+    return 0
+
+
+def evaluate_tower(model, images: torch.Tensor, samples: int, seed: int = 0) -> dict:
+    """The tower's restorations of clean ``images`` (image units): ``samples`` per input
+    from the method ``tim`` (input i: seeds ``seed + samples·i …``), scored with the
+    one-to-many metrics under the perceptual distance (tim.md §Metrics)."""
+    from engine.core.operators import Degradation
+    from engine.core.registry import Measurement
+    from engine.core.rng import SampleRNG
+    from engine.evaluation import metrics
+    from engine.models.features import load_feature_network
+    from engine.solvers.tim import TimParams, tim
+
+    net = load_feature_network()
+    perceptual = lambda a, b: metrics.perceptual_distance(a, b, net.features)
+    # pca10 has no project operator: the tower projects y itself (engine.solvers.tim)
+    operator = Degradation.parse("none" if model.task == "pca10" else model.degradation).operator(1)
+    restored = []
+    for i, clean in enumerate(to_model_range(images)):
+        y = model.net.measure(clean[None].to(model.device))
+        steps = tim(model, Measurement(y, operator, 0.0, model.shape), TimParams(),
+                    SampleRNG(seed + samples * i, samples, model.device))
+        restored.append(to_image_range([s.x0_hat for s in steps][-1]).clamp(0, 1).cpu())
+    restored = torch.stack(restored)
+    flat, truth = restored.flatten(0, 1), images.repeat_interleave(samples, 0)
+    psnr = metrics.psnr(flat, truth).reshape(len(images), samples)
+    return {"inputs": len(images), "samples": samples, "degradation": model.degradation,
+            "psnr": float(psnr.mean()), "best_of_n_psnr": float(psnr.max(1).values.mean()),
+            "perceptual": float(perceptual(flat, truth).mean()),
+            "diversity_score": metrics.diversity_score(restored, perceptual),
+            "fwv": metrics.faithfulness_weighted_variance(restored, images, distance=perceptual)}
+
+
+def print_evaluation(model_dir: Path, args) -> int:
+    """``--evaluate INPUTS``: `evaluate_tower` on the first test images."""
+    from engine.evaluation.evaluate import test_images
+    from engine.models.tim import load_tim_tower
+
+    model = load_tim_tower(model_dir, args.device)
+    report = evaluate_tower(model, test_images(args.evaluate)[0], args.samples, args.seed)
+    print(json.dumps({"model": str(model_dir), **report}, indent=2))
     return 0
