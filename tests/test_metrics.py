@@ -6,6 +6,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from engine.evaluation import metrics
+from engine.evaluation.metrics import diversity_score, faithfulness_weighted_variance, mean_squared_distance
 
 
 def pair(shape, seed):
@@ -102,3 +103,37 @@ def test_frechet_distance_is_exact_and_silent_for_rank_deficient_covariances():
         warnings.simplefilter("error")
         value = metrics.frechet_distance(a, b)
     assert value == pytest.approx(reference, rel=1e-3)
+
+
+# -- one-to-many metrics (tim.md §Metrics) ----------------------------------------------------------------------------
+
+def test_identical_samples_score_zero():
+    g = torch.Generator().manual_seed(0)
+    one = torch.rand(4, 1, 1, 28, 28, generator=g)
+    samples = one.expand(4, 6, 1, 28, 28)
+    truth = torch.rand(4, 1, 28, 28, generator=g)
+    assert diversity_score(samples) == 0.0
+    assert all(v == 0.0 for v in faithfulness_weighted_variance(samples, truth).values())
+
+
+def test_diversity_score_is_the_mean_pairwise_distance():
+    g = torch.Generator().manual_seed(1)
+    samples = torch.rand(2, 3, 1, 5, 5, generator=g)
+    pairs = [float(mean_squared_distance(samples[i, a][None], samples[i, b][None]))
+             for i in range(2) for a, b in ((0, 1), (0, 2), (1, 2))]
+    assert diversity_score(samples) == pytest.approx(sum(pairs) / 6, rel=1e-12)
+
+
+def test_fwv_is_non_decreasing_in_sigma_and_weighs_by_faithfulness():
+    g = torch.Generator().manual_seed(2)
+    truth = torch.rand(3, 1, 8, 8, generator=g)
+    samples = truth[:, None] + 0.2 * torch.randn(3, 5, 1, 8, 8, generator=g)
+    sigmas = [0.01, 0.03, 0.1, 0.3, 1.0, 10.0]
+    fwv = list(faithfulness_weighted_variance(samples, truth, sigmas).values())
+    assert all(a <= b for a, b in zip(fwv, fwv[1:])) and fwv[0] < fwv[-1]
+    # σ → ∞: the plain variance around the samples' mean
+    variance = float(mean_squared_distance(samples.flatten(0, 1), samples.mean(1).repeat_interleave(5, 0)).mean())
+    assert fwv[-1] == pytest.approx(variance, rel=1e-3)
+    # unfaithful samples with the same spread score less
+    shifted = list(faithfulness_weighted_variance(samples + 0.5, truth, sigmas).values())
+    assert all(s <= f for s, f in zip(shifted, fwv)) and shifted[2] < fwv[2]

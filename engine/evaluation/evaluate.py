@@ -4,7 +4,8 @@
 [--samples K] [--nfe N] [--seed S] --json OUT [--grid PNG]`` writes::
 
     {"task", "config", "results": {spec: {"psnr", "ssim", "fd", "perceptual",
-                                          "diversity", "fwv", "nfe", "seconds",
+                                          "diversity", "diversity_score", "fwv",
+                                          "fwv@σ" for σ in the grid, "nfe", "seconds",
                                           "n_images", "<metric>_ci", "per_image"}}}
 
 Decisions:
@@ -26,6 +27,12 @@ Decisions:
   same images can be compared by a paired bootstrap (claims do).
 * Generation's diversity is the mean over disjoint blocks of 64 samples (all of them,
   not only the first 64), so its interval comes from the blocks' spread.
+* One-to-many metrics (tim.md §Metrics, `engine.evaluation.metrics`): "diversity" is
+  the mean pairwise RMS pixel distance, "diversity_score" the mean pairwise perceptual
+  distance; FWV weighs each sample's perceptual distance to the samples' mean by
+  ``exp(−d(sample, clean)/(2σ²))`` (faithfulness to the clean image, with the same
+  perceptual distance), on the σ grid `metrics.FWV_SIGMAS` (``"fwv@σ"``); "fwv" is
+  the value at `FWV_SIGMA`. One-to-one methods score 0 on all of them.
 * A method that cannot serve a task gets ``{"error": message}``; the run goes on.
 """
 
@@ -47,7 +54,7 @@ from engine.core.operators import Degradation
 from engine.core.step import EngineError
 
 MIN_FD_SAMPLES = 100
-FWV_SIGMA = 0.1  # σ of the faithfulness weight, image units [inferred]
+FWV_SIGMA = 0.3  # the σ of the grid reported as "fwv" in tables (perceptual distance units)
 
 
 @dataclass(frozen=True)
@@ -87,17 +94,6 @@ def feature_network():
     return load_feature_network()
 
 
-def faithfulness_weighted_variance(samples: torch.Tensor, y: torch.Tensor, operator,
-                                   distance) -> float:
-    """TIM's FWV for one input [inferred form, tim.md]: ``mean_j w_j · dist(x_j, x̄)`` with
-    ``w_j = exp(−MSE(A x_j, y)/(2σ²))``: spread counts only where samples explain y.
-    Faithfulness is measured in measurement space (the feature network sees only
-    clean-sized images), spread with the perceptual ``distance``."""
-    misfit = ((operator.forward(samples) - y) ** 2).flatten(1).mean(1)
-    weights = torch.exp(-misfit / (2 * FWV_SIGMA**2))
-    return float((weights * distance(samples, samples.mean(0, keepdim=True))).mean())
-
-
 def _method_params(spec: str, nfe: int | None, extra: dict | None = None) -> dict:
     """``nfe`` and the ``--param`` values, for the methods whose parameters have them."""
     name, _ = registry.split_spec(spec)
@@ -121,8 +117,10 @@ def restore_all(spec: str, images: torch.Tensor, degradation: Degradation, sampl
         row["perceptual"] = float(perceptual(result.samples, image).mean())
         if samples > 1:
             row["diversity"] = result.metrics["diversity"]
-            row["fwv"] = faithfulness_weighted_variance(
-                result.samples, result.measurement[None], job.measurement.operator, perceptual)
+            row["diversity_score"] = metrics.diversity_score(result.samples[None], perceptual)
+            grid = metrics.faithfulness_weighted_variance(result.samples[None], image[None],
+                                                          distance=perceptual)
+            row.update(fwv=grid[FWV_SIGMA], **{f"fwv@{s:g}": v for s, v in grid.items()})
         rows.append(row)
         firsts.append(result.samples[0])
     per_image = {k: [r[k] for r in rows] for k in rows[0]}

@@ -13,7 +13,12 @@
   features come from the project's own Fashion-MNIST network, so it is "FD-FMNIST",
   not FID.
 * perceptual_distance: squared distance of channel-normalised multi-layer features
-  (the LPIPS recipe without learned weights).
+  (the LPIPS recipe without learned weights); `feature_distance` is its differentiable
+  core (TIM trains with it).
+* One-to-many methods (tim.md §Metrics): `diversity_score` (mean pairwise distance
+  between the samples of one input, averaged over inputs) and
+  `faithfulness_weighted_variance` on a σ grid, both for any per-image distance
+  (default: mean squared pixel difference; the perceptual distance for TIM's tables).
 """
 
 from __future__ import annotations
@@ -134,11 +139,60 @@ def _layer_distance(fx: torch.Tensor, fr: torch.Tensor) -> torch.Tensor:
     return d.flatten(1).mean(1) if d.dim() > 1 else d
 
 
+def feature_distance(x: torch.Tensor, ref: torch.Tensor,
+                     extractor: Callable[[torch.Tensor], list[torch.Tensor]]) -> torch.Tensor:
+    """Mean over layers of the squared distance of channel-unit-normalised features, per
+    image of two equal-shape batches; differentiable (TIM trains with it)."""
+    per_layer = [_layer_distance(fx, fr) for fx, fr in zip(extractor(x), extractor(ref))]
+    return torch.stack(per_layer).mean(0)
+
+
 def perceptual_distance(x: torch.Tensor, ref: torch.Tensor,
                         extractor: Callable[[torch.Tensor], list[torch.Tensor]]) -> torch.Tensor:
-    """Mean over layers of the squared distance of channel-unit-normalised features."""
+    """`feature_distance` without gradients; ``ref`` may be one image for the batch."""
     x, ref = (v.float() for v in _batched(x, ref))
     with torch.no_grad():
-        layers = zip(extractor(x), extractor(ref))
-        per_layer = [_layer_distance(fx, fr) for fx, fr in layers]
-    return torch.stack(per_layer).mean(0)
+        return feature_distance(x, ref, extractor)
+
+
+# -- one-to-many metrics (TIM, tim.md §Metrics) -----------------------------------------
+
+# σ grid of the faithfulness-weighted variance, for distances of the size of the
+# perceptual distance (≈ 0.05–1 between Fashion-MNIST images).
+FWV_SIGMAS = (0.1, 0.2, 0.3, 0.5, 1.0)
+Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def mean_squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image mean squared pixel difference (the default distance below)."""
+    return ((a.double() - b.double()) ** 2).flatten(1).mean(1)
+
+
+def diversity_score(samples: torch.Tensor, distance: Distance = mean_squared_distance) -> float:
+    """Mean pairwise distance between the m samples of each input, averaged over inputs.
+
+    ``samples``: ``(N, m, C, H, W)``, the m samples of each of N inputs (m ≥ 2)."""
+    n, m = samples.shape[:2]
+    if m < 2:
+        raise ValueError("the diversity score needs at least two samples per input")
+    i, j = torch.triu_indices(m, m, 1)
+    with torch.no_grad():
+        d = distance(samples[:, i].flatten(0, 1), samples[:, j].flatten(0, 1))
+    return float(d.double().mean())
+
+
+def faithfulness_weighted_variance(samples: torch.Tensor, truth: torch.Tensor,
+                                   sigmas=FWV_SIGMAS, distance: Distance = mean_squared_distance
+                                   ) -> dict[float, float]:
+    """``FWV_σ = 1/N Σ_i 1/m Σ_j exp(−d(ŷ_ij, y_i)/(2σ²)) · d(ŷ_ij, ȳ_i)`` [inferred form].
+
+    ``samples`` ``(N, m, C, H, W)``, ``truth`` ``(N, C, H, W)``; ``ȳ_i`` is the pixel mean of
+    input i's samples. Spread counts only as far as the samples stay faithful to the truth;
+    one-to-one methods (identical samples) score 0, and each term grows with σ."""
+    n, m = samples.shape[:2]
+    flat = samples.flatten(0, 1)
+    with torch.no_grad():
+        to_truth = distance(flat, truth.repeat_interleave(m, 0)).double()
+        mean = samples.double().mean(1).to(samples.dtype)  # exact for identical samples
+        to_mean = distance(flat, mean.repeat_interleave(m, 0)).double()
+    return {float(s): float((torch.exp(-to_truth / (2 * s * s)) * to_mean).mean()) for s in sigmas}

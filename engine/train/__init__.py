@@ -39,6 +39,9 @@ class Family:
     steps: int  # default optimiser steps
     summary: str
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    # A family with a command line of its own (TIM's month/day loop): ``main(argv)``
+    # receives the arguments after the family's name; ``train`` is then unused.
+    main: Callable[[list[str]], int] | None = None
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -83,6 +86,8 @@ def parser(known: dict[str, Family] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     known = families()
+    if argv[:1] and argv[0] in known and known[argv[0]].main is not None:
+        return known[argv[0]].main(argv[1:])
     args = parser(known).parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
