@@ -140,7 +140,7 @@ def _fit_image(image, spec: str, device: str):
     name, model = registry.split_spec(spec)
     if not registry.get(name).needs_prior or model is None:
         return image
-    image, note = conform(image, load_prior(model, device).shape)
+    image, note = conform(image, load_prior(model, device).fitted_shape(tuple(image.shape)))
     if note:
         print(f"note: {note}", file=sys.stderr)
     return image

@@ -1,7 +1,7 @@
 """``python -m engine train FAMILY``: train the project's networks.
 
 Families: ``vp`` (DDPM ε-prediction), ``soft-blur`` and ``soft-mask`` (Soft Diffusion,
-Soft Score Matching), ``features`` (the Fashion-MNIST classifier behind the perceptual
+Soft Score Matching), ``photo`` (a fully-convolutional VP prior on natural photos), ``features`` (the Fashion-MNIST classifier behind the perceptual
 and Fréchet metrics). The output directory is a loadable model; ``--resume`` continues
 an interrupted run from its last checkpoint with the same random stream.
 """
@@ -17,7 +17,7 @@ import torch
 
 from engine.core.step import BadInputError
 
-FAMILY_NAMES = ("soft-blur", "soft-mask", "vp", "features")
+FAMILY_NAMES = ("soft-blur", "soft-mask", "vp", "features", "photo")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -68,6 +68,10 @@ def main(argv: list[str]) -> int:
             from engine.train.features import train_features
             settings.steps = args.steps or 3000
             info = train_features(out, settings, resume=args.resume, progress=not args.quiet)
+        elif args.family == "photo":
+            from engine.train.photo import train_photo
+            settings.steps = args.steps or 6000
+            info = train_photo(out, settings, resume=args.resume, progress=not args.quiet)
         else:
             from engine.train.diffusion import train_diffusion
             settings.steps = args.steps or 4000

@@ -143,14 +143,26 @@ def save_grid(images: torch.Tensor, path: Path, columns: int = 8, scale: int = 2
 
 # -- the loop -------------------------------------------------------------------------
 
-def train(out: Path, model: nn.Module, loss_fn: Callable, data: torch.Tensor | tuple[torch.Tensor, ...],
+def draw_batch(data, batch: int, generator: torch.Generator, device: torch.device):
+    """``batch`` random rows of the training set (a tensor or a tuple indexed together),
+    or ``data(batch, generator)`` when the training set is a sampler (e.g. photo crops)."""
+    if callable(data):
+        return data(batch, generator).to(device)
+    tensors = data if isinstance(data, tuple) else (data,)
+    index = torch.randint(len(tensors[0]), (batch,), generator=generator)
+    drawn = tuple(x[index].to(device) for x in tensors)
+    return drawn if isinstance(data, tuple) else drawn[0]
+
+
+def train(out: Path, model: nn.Module, loss_fn: Callable,
+          data: torch.Tensor | tuple[torch.Tensor, ...] | Callable,
           settings: TrainSettings, write_model: Callable[[nn.Module, dict], None],
           draw_samples: Callable[[nn.Module], torch.Tensor] | None = None,
           resume: bool = False, progress: bool = True) -> dict:
     """Run Adam steps of ``loss_fn(model, batch, generator)`` up to ``settings.steps``.
 
     ``data`` holds the training set on the CPU (a tensor, or a tuple of tensors indexed
-    together, e.g. images and labels). At every checkpoint ``write_model(ema_net, info)``
+    together, e.g. images and labels) or draws batches (see `draw_batch`). At every checkpoint ``write_model(ema_net, info)``
     saves the loadable model and ``draw_samples(ema_net)`` returns images in [0, 1] for
     the grid. Returns the training info (steps, wall seconds, recent mean loss).
     """
@@ -169,13 +181,11 @@ def train(out: Path, model: nn.Module, loss_fn: Callable, data: torch.Tensor | t
     bar = tqdm(total=settings.steps, initial=step, disable=not progress, dynamic_ncols=True,
                desc=out.name)
     start, losses = time.perf_counter() - wall, []
-    tensors = data if isinstance(data, tuple) else (data,)
     while step < settings.steps:
-        index = torch.randint(len(tensors[0]), (settings.batch,), generator=generator)
-        batch = tuple(x[index].to(device) for x in tensors)
+        batch = draw_batch(data, settings.batch, generator, device)
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * min(1.0, (step + 1) / settings.warmup)
-        loss = loss_fn(model, batch if isinstance(data, tuple) else batch[0], generator)
+        loss = loss_fn(model, batch, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
