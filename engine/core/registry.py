@@ -31,6 +31,7 @@ from engine.core.step import BadInputError, Step
 # Modules whose import registers methods (later families append here).
 METHOD_MODULES = (
     "engine.solvers.baselines",
+    "engine.solvers.classical",
     "engine.samplers.soft_diffusion",
     "engine.samplers.vp",
 )

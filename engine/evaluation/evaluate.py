@@ -19,6 +19,9 @@ Decisions:
   reported only from `MIN_FD_SAMPLES` images up (a Fréchet distance of a handful of
   points is noise); diversity and FWV need K > 1. A metric that cannot be measured is
   omitted, never faked. seconds = method wall time per image; nfe per sample.
+* Photo tasks (``photo-*``) run on the centre 256×256 crops of the three held-out
+  photos (`engine.io.photos.test_crops`); the Fashion-MNIST feature metrics
+  (perceptual, FD, FWV) are omitted there, diversity stays (pixel-based).
 * A method that cannot serve a task gets ``{"error": message}``; the run goes on.
 """
 
@@ -47,6 +50,7 @@ FWV_SIGMA = 0.1  # σ of the faithfulness weight, image units [inferred]
 class Task:
     degradation: str | None
     summary: str
+    images: str = "fashion-mnist"  # or "photos": centre crops of the held-out photos
 
 
 TASKS = {
@@ -57,17 +61,28 @@ TASKS = {
     "deblur": Task("blur=2,noise=0.01", "Gaussian blur σ_b = 2, σ_y = 0.01"),
     "inpaint-box": Task("mask=box:0.5,noise=0.01", "centred box hole of half the side"),
     "inpaint-random": Task("mask=random:0.7,noise=0.01", "70 % of the pixels dropped"),
+    **{f"photo-denoise-{level}": Task(f"noise={level / 255:.7f}", f"photo, Gaussian noise σ = {level}/255",
+                                      "photos") for level in (15, 25, 50)},
+    "photo-sr2": Task("downsample=2,noise=0.01", "photo, 2× block-average SR, σ_y = 0.01", "photos"),
+    "photo-deblur": Task("blur=2,noise=0.01", "photo, Gaussian blur σ_b = 2, σ_y = 0.01", "photos"),
+    "photo-inpaint": Task("mask=random:0.5,noise=0.01", "photo, half of the pixels dropped", "photos"),
 }
 
 
-def test_images(n: int) -> tuple[torch.Tensor, str]:
-    """The first n test images: Fashion-MNIST test split if installed, else the demo set."""
+def test_images(n: int, kind: str = "fashion-mnist") -> tuple[torch.Tensor, str]:
+    """The first n test images: Fashion-MNIST test split if installed, else the demo set;
+    for ``kind="photos"`` the centre crops of the held-out photos (`engine.io.photos`)."""
     from engine.io.data import demo_images, load_fashion_mnist
+    from engine.io import photos
 
-    try:
-        images, source = load_fashion_mnist("test")[0], "fashion-mnist test split"
-    except EngineError:
-        images, source = demo_images()[0], "bundled demo set"
+    if kind == "photos":
+        images = photos.test_crops()
+        source = f"held-out photos {', '.join(photos.TEST_PHOTOS)}: centre {photos.EVAL_CROP}² crops"
+    else:
+        try:
+            images, source = load_fashion_mnist("test")[0], "fashion-mnist test split"
+        except EngineError:
+            images, source = demo_images()[0], "bundled demo set"
     if n > len(images):
         raise EngineError(f"only {len(images)} test images available ({source}), asked for {n}")
     return images[:n], source
@@ -100,15 +115,19 @@ def restore_all(spec: str, images: torch.Tensor, degradation: Degradation, sampl
     """Run one method on every image; returns its metric row and the first samples."""
     rows, firsts = [], []
     perceptual = lambda x, ref: metrics.perceptual_distance(x, ref, net.features)
+    if net is None:  # photos: the feature network knows Fashion-MNIST only
+        perceptual = None
     for i, image in enumerate(images):
         job = Job(Request(method=spec, image=image, degradation=degradation,
                           params=_method_params(spec, nfe), seed=seed + samples * i,
                           n=samples, measurement_seed=i, source=f"test:{i}"))
         result = job.run()
         row = {k: result.metrics[k] for k in ("psnr", "ssim", "nfe", "seconds") if k in result.metrics}
-        row["perceptual"] = float(perceptual(result.samples, image).mean())
+        if perceptual is not None:
+            row["perceptual"] = float(perceptual(result.samples, image).mean())
         if samples > 1:
             row["diversity"] = result.metrics["diversity"]
+        if samples > 1 and perceptual is not None:
             row["fwv"] = faithfulness_weighted_variance(
                 result.samples, result.measurement[None], job.measurement.operator, perceptual)
         rows.append(row)
@@ -116,7 +135,7 @@ def restore_all(spec: str, images: torch.Tensor, degradation: Degradation, sampl
     summary = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
     summary["n_images"] = len(images)
     restored = torch.stack(firsts)
-    if len(images) >= MIN_FD_SAMPLES:
+    if len(images) >= MIN_FD_SAMPLES and net is not None:
         summary["fd"] = metrics.frechet_distance(net.embedding(restored), net.embedding(images))
     return summary, restored
 
@@ -145,9 +164,9 @@ def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
     """The eval JSON and, per method, a tensor of images for the optional grid."""
     if task not in TASKS:
         raise EngineError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-    net = feature_network()
-    spec = TASKS[task].degradation
-    images, source = test_images(max(n_images, MIN_FD_SAMPLES) if spec is None else n_images)
+    spec, kind = TASKS[task].degradation, TASKS[task].images
+    net = feature_network() if kind == "fashion-mnist" else None
+    images, source = test_images(max(n_images, MIN_FD_SAMPLES) if spec is None else n_images, kind)
     results, pictures = {}, {}
     for method in methods:
         try:
