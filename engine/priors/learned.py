@@ -19,11 +19,12 @@ Decisions:
   with its ink rescaled so its mean colour is c (zero padding makes C_1 of a flat image
   vignetted, so the mean image's silhouette is a closer start than a flat one). For
   VP, C_1 = √ᾱ_T ≈ 0.006, so p_1 is the base class's ``C_1 x̄ + σ_1 ε``.
-* Any size: a config whose ``shape`` is ``[C, null, null]`` declares a fully-
-  convolutional prior (``any_size``): it denoises C-channel images of any H×W, padded
-  to ``size_multiple`` and tiled above ``max_tile_pixels`` (`engine.priors.tiling`);
-  ``shape`` (the attribute) is then its ``sample_shape``, what unconditional
-  generation draws, and `fitted_shape` tells callers which images it accepts.
+* Any size: ``"any_size": true`` in the config declares a fully-convolutional prior:
+  it denoises C-channel images of any H×W, padded to ``size_multiple`` and tiled above
+  ``max_tile_pixels`` (`engine.priors.tiling`); `fitted_shape` tells callers which
+  images it accepts. Its ``shape`` stays concrete — the training crop, what
+  unconditional generation draws — so every consumer that needs one shape (the
+  studio's catalog, samplers drawing from p_1) keeps working unchanged.
 * Loading never unpickles: only ``.safetensors`` weights are read; a ``.pt``/``.pth``/
   ``.pkl``/``.ckpt`` file is refused with a `BadInputError`.
 """
@@ -53,9 +54,8 @@ class LearnedPrior(Prior):
     def __init__(self, network: torch.nn.Module, config: dict, stats: dict[str, torch.Tensor],
                  name: str = "learned"):
         schedule = schedule_from_config(config["schedule"])
-        self.any_size = None in config["shape"]  # (C, null, null): fully convolutional
-        shape = config["sample_shape"] if self.any_size else config["shape"]
-        super().__init__(schedule, tuple(shape), tuple(config["data_range"]))
+        super().__init__(schedule, tuple(config["shape"]), tuple(config["data_range"]))
+        self.any_size = bool(config.get("any_size", False))  # fully convolutional
         self.size_multiple = 2 ** (len(config["architecture"].get("multipliers", (1,))) - 1)
         self.max_tile_pixels = MAX_TILE_PIXELS
         if config["parametrisation"] not in PARAMETRISATIONS:

@@ -20,8 +20,9 @@ Decisions:
   trained on 13 photos cannot draw convincingly anyway.
 * Data: random 64×64 crops of the training photos (`engine.io.photos`), flips, 90°
   rotations, mild rescaling; the held-out photos are never read here.
-* Shape: the config records ``"shape": [3, null, null]`` (RGB, any size) and
-  ``"sample_shape"``, the crop size that unconditional generation draws.
+* Shape: the config records ``"any_size": true`` (RGB, any H×W; see
+  `engine.priors.learned`) and ``"shape": [3, 64, 64]``, the training crop, which is
+  what unconditional generation draws.
 * No sample grids at checkpoints: 64×64 draws from pure noise say little about a
   restoration prior; `measure` reports denoising PSNR on the held-out crops instead.
 """
@@ -71,7 +72,7 @@ def train_photo(out: Path, settings: TrainSettings, architecture: UNetConfig = A
 
     def write_model(ema_net, info):
         config = model_config("vp", architecture, schedule, "ssm", settings, info, parameters)
-        config.update(family="photo", shape=[3, None, None], sample_shape=[3, crop, crop],
+        config.update(family="photo", shape=[3, crop, crop], any_size=True,
                       dataset={"name": "scikit-image bundled photos", "photos": sorted(photos),
                                "held_out": list(TEST_PHOTOS), "crop": crop,
                                "augmentation": "flips, 90° rotations, rescale 2^U(−½, ½)"})
