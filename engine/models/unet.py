@@ -1,4 +1,6 @@
-"""A small time-conditioned U-Net for 1×28×28 images (28 → 14 → 7 and back).
+"""A small time-conditioned U-Net for 1×28×28 images (28 → 14 → 7 and back), and —
+without attention and normalisation (``attention=False, norm="none"``) — a fully-
+convolutional network for RGB photos of any size (the ``photo`` prior).
 
 Decisions:
 
