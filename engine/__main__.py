@@ -142,12 +142,14 @@ def _fit_image(image, spec: str, device: str):
     """Convert an image to the model's shape, saying what was done (never silently)."""
     from engine.core import registry
     from engine.io.imageio import conform
-    from engine.priors.catalog import model_spec
+    from engine.priors.catalog import load_model
 
     name, model = registry.split_spec(spec)
     if not registry.get(name).needs_prior or model is None:
         return image
-    image, note = conform(image, model_spec(model).shape)
+    loaded = load_model(model, device)  # cached: the job reuses it
+    fitted = getattr(loaded, "fitted_shape", lambda shape: tuple(loaded.shape))
+    image, note = conform(image, fitted(tuple(image.shape)))
     if note:
         print(f"note: {note}", file=sys.stderr)
     return image

@@ -113,9 +113,11 @@ class Job:
         self.prior = load_model(model, request.device) if self.model else None
         self.lo, self.hi = self.prior.data_range if self.prior else (0.0, 1.0)
         self.clean = None if request.image is None else request.image.float().cpu()
-        if self.prior is not None and self.clean is not None and tuple(self.clean.shape) != self.prior.shape:
+        if self.prior is not None and self.clean is not None and \
+                tuple(self.clean.shape) != self.prior.fitted_shape(tuple(self.clean.shape)):
             raise BadInputError(f"the image is {tuple(self.clean.shape)} but {model} works on "
-                                f"{self.prior.shape} (C, H, W); convert it first")
+                                f"{self.prior.fitted_shape(tuple(self.clean.shape))} (C, H, W); "
+                                "convert it first")
         self.degradation = request.degradation or (Degradation() if self.clean is not None else None)
         self.y_image, self.measurement = self._measure()
         self.info.check(self.prior, self.measurement, self.degradation)

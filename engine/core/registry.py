@@ -52,6 +52,7 @@ from engine.core.step import BadInputError, Step, UnsupportedOperatorError
 # Modules whose import registers methods (later families append here).
 METHOD_MODULES = (
     "engine.solvers.baselines",
+    "engine.solvers.classical",
     "engine.samplers.soft_diffusion",
     "engine.samplers.vp",
     "engine.samplers.rgm",

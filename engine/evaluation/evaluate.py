@@ -33,6 +33,9 @@ Decisions:
   ``exp(−d(sample, clean)/(2σ²))`` (faithfulness to the clean image, with the same
   perceptual distance), on the σ grid `metrics.FWV_SIGMAS` (``"fwv@σ"``); "fwv" is
   the value at `FWV_SIGMA`. One-to-one methods score 0 on all of them.
+* Photo tasks (``photo-*``) run on the centre 256×256 crops of the three held-out
+  photos (`engine.io.photos.test_crops`); the Fashion-MNIST feature metrics
+  (perceptual, FD, FWV) are omitted there, diversity stays (pixel-based).
 * A method that cannot serve a task gets ``{"error": message}``; the run goes on.
 """
 
@@ -61,6 +64,7 @@ FWV_SIGMA = 0.3  # the σ of the grid reported as "fwv" in tables (perceptual di
 class Task:
     degradation: str | None
     summary: str
+    images: str = "fashion-mnist"  # or "photos": centre crops of the held-out photos
 
 
 TASKS = {
@@ -71,18 +75,29 @@ TASKS = {
     "deblur": Task("blur=2,noise=0.01", "Gaussian blur σ_b = 2, σ_y = 0.01"),
     "inpaint-box": Task("mask=box:0.5,noise=0.01", "centred box hole of half the side"),
     "inpaint-random": Task("mask=random:0.7,noise=0.01", "70 % of the pixels dropped"),
+    **{f"photo-denoise-{level}": Task(f"noise={level / 255:.7f}", f"photo, Gaussian noise σ = {level}/255",
+                                      "photos") for level in (15, 25, 50)},
+    "photo-sr2": Task("downsample=2,noise=0.01", "photo, 2× block-average SR, σ_y = 0.01", "photos"),
+    "photo-deblur": Task("blur=2,noise=0.01", "photo, Gaussian blur σ_b = 2, σ_y = 0.01", "photos"),
+    "photo-inpaint": Task("mask=random:0.5,noise=0.01", "photo, half of the pixels dropped", "photos"),
 }
 
 
-def test_images(n: int) -> tuple[torch.Tensor, str]:
+def test_images(n: int, kind: str = "fashion-mnist") -> tuple[torch.Tensor, str]:
     """The first n test images: Fashion-MNIST test split if installed, else the demo set
-    (up to its 64 images; more is an error that says how to get the dataset)."""
+    (up to its 64 images; more is an error that says how to get the dataset); for
+    ``kind="photos"`` the centre crops of the held-out photos (`engine.io.photos`)."""
     from engine.io.data import HOW_TO_GET, demo_images, load_fashion_mnist
+    from engine.io import photos
 
-    try:
-        images, source = load_fashion_mnist("test")[0], "fashion-mnist test split"
-    except EngineError:
-        images, source = demo_images()[0], "bundled demo set"
+    if kind == "photos":
+        images = photos.test_crops()
+        source = f"held-out photos {', '.join(photos.TEST_PHOTOS)}: centre {photos.EVAL_CROP}² crops"
+    else:
+        try:
+            images, source = load_fashion_mnist("test")[0], "fashion-mnist test split"
+        except EngineError:
+            images, source = demo_images()[0], "bundled demo set"
     if n > len(images):
         hint = f"; for more, {HOW_TO_GET}" if source == "bundled demo set" else ""
         raise EngineError(f"only {len(images)} test images available ({source}), asked for {n}{hint}")
@@ -108,26 +123,30 @@ def restore_all(spec: str, images: torch.Tensor, degradation: Degradation, sampl
     """Run one method on every image; returns its metric row and the first samples."""
     rows, firsts = [], []
     perceptual = lambda x, ref: metrics.perceptual_distance(x, ref, net.features)
+    if net is None:  # photos: the feature network knows Fashion-MNIST only
+        perceptual = None
     for i, image in enumerate(images):
         job = Job(Request(method=spec, image=image, degradation=degradation,
                           params=_method_params(spec, nfe, params), seed=seed + samples * i,
                           n=samples, measurement_seed=i, source=f"test:{i}"))
         result = job.run()
         row = {k: result.metrics[k] for k in ("psnr", "ssim", "nfe", "seconds") if k in result.metrics}
-        row["perceptual"] = float(perceptual(result.samples, image).mean())
+        if perceptual is not None:
+            row["perceptual"] = float(perceptual(result.samples, image).mean())
         if samples > 1:
             row["diversity"] = result.metrics["diversity"]
-            row["diversity_score"] = metrics.diversity_score(result.samples[None], perceptual)
-            grid = metrics.faithfulness_weighted_variance(result.samples[None], image[None],
-                                                          distance=perceptual)
-            row.update(fwv=grid[FWV_SIGMA], **{f"fwv@{s:g}": v for s, v in grid.items()})
+            if perceptual is not None:
+                row["diversity_score"] = metrics.diversity_score(result.samples[None], perceptual)
+                grid = metrics.faithfulness_weighted_variance(result.samples[None], image[None],
+                                                              distance=perceptual)
+                row.update(fwv=grid[FWV_SIGMA], **{f"fwv@{s:g}": v for s, v in grid.items()})
         rows.append(row)
         firsts.append(result.samples[0])
     per_image = {k: [r[k] for r in rows] for k in rows[0]}
     summary = summarise(per_image)
     summary["n_images"] = len(images)
     restored = torch.stack(firsts)
-    if len(images) >= MIN_FD_SAMPLES:
+    if len(images) >= MIN_FD_SAMPLES and net is not None:
         summary.update(fd_with_interval(net.embedding(restored), net.embedding(images)))
     return summary, restored
 
@@ -195,9 +214,9 @@ def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
     """
     if task not in TASKS:
         raise EngineError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-    net = feature_network()
-    spec = TASKS[task].degradation
-    images, source = test_images(n_images)  # generate: the FD reference (from MIN_FD_SAMPLES up)
+    spec, kind = TASKS[task].degradation, TASKS[task].images
+    net = feature_network() if kind == "fashion-mnist" else None
+    images, source = test_images(n_images, kind)  # generate: the FD reference (from MIN_FD_SAMPLES up)
     results, pictures = {}, {}
     for method in methods:
         try:

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 SSIM_SIGMA, SSIM_K1, SSIM_K2 = 1.5, 0.01, 0.03
+SSIM_BAND = 256  # output rows per band (memory bound for large photos)
 
 
 def _batched(x: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,11 +61,23 @@ def ssim_defined(shape: tuple[int, ...]) -> bool:
 
 
 def ssim(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Structural similarity per image (mean over the valid region and channels)."""
-    x, ref = _batched(x, ref)
+    """Structural similarity per image (mean over the valid region and channels).
+
+    Computed in bands of `SSIM_BAND` output rows, so a multi-megapixel photo needs a few
+    band-sized float64 maps, not a dozen full-size ones."""
     if not ssim_defined(tuple(x.shape)):
         raise ValueError(f"SSIM needs images of at least {_gaussian_window(1).shape[-1]} "
                          f"pixels a side, got {tuple(x.shape[-2:])}")
+    side = _gaussian_window(1).shape[-1]
+    valid_h, valid_w = x.shape[-2] - side + 1, x.shape[-1] - side + 1
+    total = 0.0
+    for top in range(0, valid_h, SSIM_BAND):
+        rows = slice(top, min(top + SSIM_BAND, valid_h) + side - 1)
+        total = total + _ssim_map(*_batched(x[..., rows, :], ref[..., rows, :])).flatten(1).sum(1)
+    return (total / (x.shape[-3] * valid_h * valid_w)).float()
+
+
+def _ssim_map(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     c = x.shape[1]
     window = _gaussian_window(c)
     blur = lambda v: F.conv2d(v, window, groups=c)  # valid region only, as skimage crops
@@ -73,8 +86,7 @@ def ssim(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     var_y = blur(ref * ref) - mu_y**2
     cov = blur(x * ref) - mu_x * mu_y
     c1, c2 = SSIM_K1**2, SSIM_K2**2
-    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return s.flatten(1).mean(1).float()
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
 
 
 def diversity(samples: torch.Tensor, features: Callable[[torch.Tensor], torch.Tensor] | None = None

@@ -1,4 +1,6 @@
-"""A small time-conditioned U-Net for 1×28×28 images (28 → 14 → 7 and back).
+"""A small time-conditioned U-Net for 1×28×28 images (28 → 14 → 7 and back), and —
+without attention and normalisation (``attention=False, norm="none"``) — a fully-
+convolutional network for RGB photos of any size (the ``photo`` prior).
 
 Decisions:
 
@@ -33,6 +35,7 @@ class UNetConfig:
     attention: bool = True  # one self-attention block at the coarsest level
     image_channels: int = 1
     groups: int = 8
+    norm: str = "group"  # "group" (GroupNorm) or "none" (purely local: any size, tiles exactly)
 
     def to_dict(self) -> dict:
         return {"kind": "unet", **asdict(self)}
@@ -52,13 +55,19 @@ def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
+def normalisation(kind: str, groups: int, channels: int) -> nn.Module:
+    """GroupNorm, or nothing: GroupNorm's statistics span the whole image, so a network
+    with it answers differently for a crop than for the same pixels inside a larger image."""
+    return nn.GroupNorm(groups, channels) if kind == "group" else nn.Identity()
+
+
 class ResBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int, norm: str = "group"):
         super().__init__()
-        self.norm1 = nn.GroupNorm(groups, c_in)
+        self.norm1 = normalisation(norm, groups, c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.emb = nn.Linear(emb_dim, c_out)
-        self.norm2 = nn.GroupNorm(groups, c_out)
+        self.norm2 = normalisation(norm, groups, c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
@@ -97,33 +106,37 @@ class UNet(nn.Module):
         skip_widths, width = [c], c
         for level, w in enumerate(widths):
             for _ in range(config.blocks):
-                self.down.append(ResBlock(width, w, emb_dim, g))
+                self.down.append(ResBlock(width, w, emb_dim, g, config.norm))
                 width = w
                 skip_widths.append(width)
             if level < len(widths) - 1:
                 self.downsample.append(nn.Conv2d(width, width, 3, stride=2, padding=1))
                 skip_widths.append(width)
 
-        self.mid1 = ResBlock(width, width, emb_dim, g)
+        self.mid1 = ResBlock(width, width, emb_dim, g, config.norm)
         self.mid_attn = Attention(width, g) if config.attention else nn.Identity()
-        self.mid2 = ResBlock(width, width, emb_dim, g)
+        self.mid2 = ResBlock(width, width, emb_dim, g, config.norm)
 
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for level, w in reversed(list(enumerate(widths))):
             for _ in range(config.blocks + 1):
-                self.up.append(ResBlock(width + skip_widths.pop(), w, emb_dim, g))
+                self.up.append(ResBlock(width + skip_widths.pop(), w, emb_dim, g, config.norm))
                 width = w
             if level > 0:
                 self.upsample.append(nn.Conv2d(width, width, 3, padding=1))
 
-        self.norm_out = nn.GroupNorm(g, width)
+        self.norm_out = normalisation(config.norm, g, width)
         self.conv_out = nn.Conv2d(width, config.image_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """``x`` (B, C, 28, 28), ``t`` (B,) or a scalar in [0, 1]."""
+        """``x`` (B, C, H, W), ``t`` (B,) or a scalar in [0, 1].
+
+        Without attention any H×W runs; sizes divisible by `size_multiple` keep every
+        level's grid aligned with the input (what tiling needs).
+        """
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
         emb = self.emb(time_embedding(t, self.config.channels))
         blocks, levels = iter(self.down), len(self.config.multipliers)
@@ -145,6 +158,11 @@ class UNet(nn.Module):
                 h = F.interpolate(h, size=skips[-1].shape[-2:], mode="nearest")
                 h = self.upsample[i](h)
         return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def size_multiple(config: UNetConfig) -> int:
+    """H and W should be multiples of this: one factor 2 per strided down-sampling."""
+    return 2 ** (len(config.multipliers) - 1)
 
 
 def parameter_count(model: nn.Module) -> int:

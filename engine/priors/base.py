@@ -50,6 +50,11 @@ class Prior:
         self.nfe += 1
         return self._denoise(x_t, t)
 
+    def fitted_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The (C, H, W) an image of ``shape`` must be converted to for this prior: its
+        own `shape`; a fully-convolutional prior keeps the image's H×W."""
+        return self.shape
+
     # -- derived quantities ----------------------------------------------------------
     def score_from_x0(self, x_t: torch.Tensor, x0_hat: torch.Tensor, t: float) -> torch.Tensor:
         """Tweedie: ``(C_t x̂0 − x_t) / σ_t²``."""

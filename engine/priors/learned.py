@@ -21,6 +21,12 @@ Decisions:
   VP, C_1 = √ᾱ_T ≈ 0.006, so p_1 is the base class's ``C_1 x̄ + σ_1 ε``.
 * Model kind ``"diffusion"`` (`engine.core.capabilities.register_kind`): ``denoise``
   on its schedule, ``differentiable``.
+* Any size: ``"any_size": true`` in the config declares a fully-convolutional prior:
+  it denoises C-channel images of any H×W, padded to ``size_multiple`` and tiled above
+  ``max_tile_pixels`` (`engine.priors.tiling`); `fitted_shape` tells callers which
+  images it accepts. Its ``shape`` stays concrete — the training crop, what
+  unconditional generation draws — so every consumer that needs one shape (the
+  studio's catalog, samplers drawing from p_1) keeps working unchanged.
 * Loading never unpickles: only ``.safetensors`` weights are read; a ``.pt``/``.pth``/
   ``.pkl``/``.ckpt`` file is refused with a `BadInputError`.
 """
@@ -36,6 +42,7 @@ import torch
 from engine.core.capabilities import DENOISE, DIFFERENTIABLE, register_kind
 from engine.models.unet import UNet, UNetConfig
 from engine.priors.base import Prior
+from engine.priors.tiling import MAX_TILE_PIXELS, tiled_apply
 from engine.core.rng import SampleRNG
 from engine.core.schedules import VPSchedule, schedule_from_config
 from engine.core.step import BadInputError
@@ -52,6 +59,9 @@ class LearnedPrior(Prior):
                  name: str = "learned"):
         schedule = schedule_from_config(config["schedule"])
         super().__init__(schedule, tuple(config["shape"]), tuple(config["data_range"]))
+        self.any_size = bool(config.get("any_size", False))  # fully convolutional
+        self.size_multiple = 2 ** (len(config["architecture"].get("multipliers", (1,))) - 1)
+        self.max_tile_pixels = MAX_TILE_PIXELS
         if config["parametrisation"] not in PARAMETRISATIONS:
             raise BadInputError(f"unknown parametrisation {config['parametrisation']!r}")
         self.name = name
@@ -62,8 +72,12 @@ class LearnedPrior(Prior):
         self._colour = stats.get("mean_colour")  # (mean, std) of per-image mean colour
 
     def _network(self, x_t: torch.Tensor, t: float) -> torch.Tensor:
+        level = lambda x: torch.full((x.shape[0],), float(t), device=x.device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and x_t.requires_grad):
-            return self.network(x_t, torch.full((x_t.shape[0],), float(t), device=x_t.device))
+            if self.any_size:
+                return tiled_apply(lambda x: self.network(x, level(x)), x_t, self.size_multiple,
+                                   self.max_tile_pixels)
+            return self.network(x_t, level(x_t))
 
     def eps(self, x_t: torch.Tensor, t: float) -> torch.Tensor:
         """The noise estimate ε̂ with ``x_t = C_t x̂0 + σ_t ε̂`` (counts one NFE)."""
@@ -100,6 +114,11 @@ class LearnedPrior(Prior):
         """``E[x0 | y]`` for ``y = x0 + σ ε`` (model units; one NFE)."""
         t, c = self.noise_level(sigma)
         return self.denoise(c * y, t)
+
+    def fitted_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if self.any_size:
+            return (self.shape[0], *tuple(shape)[1:])
+        return super().fitted_shape(shape)
 
     def mean_image(self) -> torch.Tensor:
         return self._mean_image.clone()

@@ -89,8 +89,10 @@ def corrupt_each(schedule: Schedule, t: torch.Tensor, x: torch.Tensor) -> torch.
 
 
 def diffusion_loss(model, schedule: Schedule, parametrisation: str, loss: str,
-                   x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    t = draw_levels(schedule, len(x0), generator)
+                   x0: torch.Tensor, generator: torch.Generator,
+                   t: torch.Tensor | None = None) -> torch.Tensor:
+    """The family's loss on ``x0`` at levels ``t`` (default: `draw_levels`)."""
+    t = draw_levels(schedule, len(x0), generator) if t is None else t
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     sigma = torch.tensor([schedule.sigma(float(ti)) for ti in t], device=x0.device)[:, None, None, None]
     x_t = corrupt_each(schedule, t, x0) + sigma * noise  # x_t = C_t x0 + σ_t η

@@ -13,6 +13,9 @@ Decisions:
   takes exactly the steps of an uninterrupted one.
 * Optimiser: Adam with a linear warm-up, gradient clipping at norm 1, EMA with the
   usual warm-up ``min(decay, (1 + k)/(10 + k))`` so early checkpoints are usable.
+* Data parallel under torchrun (`engine.train.distributed`): ``settings.batch`` is the
+  global batch, each process draws its share from its own generator, only process 0
+  writes checkpoints and shows progress.
 * Progress: tqdm shows loss, it/s and the ETA; a sample grid PNG is written at every
   checkpoint (``samples.png``, the latest, and ``samples_<step>.png``).
 """
@@ -31,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
+
+from engine.train import distributed
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,11 +105,12 @@ def save_model(out: Path, network: nn.Module, config: dict, extra: dict[str, tor
 
 
 def save_train_state(out: Path, step: int, model: nn.Module, ema: EMA,
-                     optimizer: torch.optim.Optimizer, generator: torch.Generator,
+                     optimizer: torch.optim.Optimizer, generator_states: dict[str, torch.Tensor],
                      wall: float) -> None:
+    """``generator_states``: every process's data generator (`distributed.generator_states`)."""
     opt_state = optimizer.state_dict()
     tensors = {**_prefixed("model", model.state_dict()), **_prefixed("ema", ema.model.state_dict()),
-               "generator": generator.get_state()}
+               **generator_states}
     for index, state in opt_state["state"].items():
         tensors.update(_prefixed(f"opt.{index}", state))
     save_file(tensors, str(out / "train_state.safetensors"))
@@ -113,7 +119,8 @@ def save_train_state(out: Path, step: int, model: nn.Module, ema: EMA,
 
 
 def load_train_state(out: Path, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer,
-                     generator: torch.Generator) -> tuple[int, float]:
+                     generator: torch.Generator, world: distributed.World = distributed.World()
+                     ) -> tuple[int, float]:
     """Restore a run saved by `save_train_state`; returns ``(step, wall seconds so far)``."""
     tensors = load_file(str(out / "train_state.safetensors"))
     meta = json.loads((out / "train_state.json").read_text())
@@ -122,7 +129,7 @@ def load_train_state(out: Path, model: nn.Module, ema: EMA, optimizer: torch.opt
     state = {index: _unprefixed(f"opt.{index}", tensors) for index in range(len(list(model.parameters())))}
     optimizer.load_state_dict({"state": {k: v for k, v in state.items() if v},
                                "param_groups": meta["param_groups"]})
-    generator.set_state(tensors["generator"])
+    distributed.restore_generator(generator, tensors, world)
     return int(meta["step"]), float(meta["wall_seconds"])
 
 
@@ -143,58 +150,77 @@ def save_grid(images: torch.Tensor, path: Path, columns: int = 8, scale: int = 2
 
 # -- the loop -------------------------------------------------------------------------
 
-def train(out: Path, model: nn.Module, loss_fn: Callable, data: torch.Tensor | tuple[torch.Tensor, ...],
+def draw_batch(data, batch: int, generator: torch.Generator, device: torch.device):
+    """``batch`` random rows of the training set (a tensor or a tuple indexed together),
+    or ``data(batch, generator)`` when the training set is a sampler (e.g. photo crops)."""
+    if callable(data):
+        return data(batch, generator).to(device)
+    tensors = data if isinstance(data, tuple) else (data,)
+    index = torch.randint(len(tensors[0]), (batch,), generator=generator)
+    drawn = tuple(x[index].to(device) for x in tensors)
+    return drawn if isinstance(data, tuple) else drawn[0]
+
+
+def train(out: Path, model: nn.Module, loss_fn: Callable,
+          data: torch.Tensor | tuple[torch.Tensor, ...] | Callable,
           settings: TrainSettings, write_model: Callable[[nn.Module, dict], None],
           draw_samples: Callable[[nn.Module], torch.Tensor] | None = None,
           resume: bool = False, progress: bool = True) -> dict:
     """Run Adam steps of ``loss_fn(model, batch, generator)`` up to ``settings.steps``.
 
     ``data`` holds the training set on the CPU (a tensor, or a tuple of tensors indexed
-    together, e.g. images and labels). At every checkpoint ``write_model(ema_net, info)``
+    together, e.g. images and labels) or draws batches (see `draw_batch`). At every
+    checkpoint ``write_model(ema_net, info)``
     saves the loadable model and ``draw_samples(ema_net)`` returns images in [0, 1] for
     the grid. Returns the training info (steps, wall seconds, recent mean loss).
+    Under torchrun the processes share the work (`engine.train.distributed`).
     """
     from tqdm import tqdm
 
+    world, device_name = distributed.join(settings.device)
+    batch_size = distributed.local_batch(settings.batch, world)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(settings.device)
+    device = torch.device(device_name)
     model.to(device).train()
     ema = EMA(model, settings.ema)
+    network = distributed.wrap(model, world, device_name)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    generator = torch.Generator("cpu").manual_seed(settings.seed)
+    generator = torch.Generator("cpu").manual_seed(distributed.rank_seed(settings.seed, world))
     step, wall = 0, 0.0
     if resume and (out / "train_state.json").exists():
-        step, wall = load_train_state(out, model, ema, optimizer, generator)
+        step, wall = load_train_state(out, model, ema, optimizer, generator, world)
     info = {"steps": step, "wall_seconds": wall, "loss": float("nan")}
-    bar = tqdm(total=settings.steps, initial=step, disable=not progress, dynamic_ncols=True,
-               desc=out.name)
+    bar = tqdm(total=settings.steps, initial=step, disable=not (progress and world.main),
+               dynamic_ncols=True, desc=out.name)
     start, losses = time.perf_counter() - wall, []
-    tensors = data if isinstance(data, tuple) else (data,)
     while step < settings.steps:
-        index = torch.randint(len(tensors[0]), (settings.batch,), generator=generator)
-        batch = tuple(x[index].to(device) for x in tensors)
+        batch = draw_batch(data, batch_size, generator, device)
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * min(1.0, (step + 1) / settings.warmup)
-        loss = loss_fn(model, batch if isinstance(data, tuple) else batch[0], generator)
+        loss = loss_fn(network, batch, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
         optimizer.step()
         ema.update(model, step)
         step += 1
-        losses.append(loss.item())
+        losses.append(distributed.mean_over_processes(loss, world))
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if step % settings.checkpoint_every == 0 or step == settings.steps:
             info = {"steps": step, "wall_seconds": round(time.perf_counter() - start, 1),
                     "loss": float(np.mean(losses[-200:]))}
-            save_train_state(out, step, model, ema, optimizer, generator, info["wall_seconds"])
+            states = distributed.generator_states(generator, world, device_name)
+            if not world.main:
+                continue
+            save_train_state(out, step, model, ema, optimizer, states, info["wall_seconds"])
             write_model(ema.model, info)
             if draw_samples is not None:
                 images = draw_samples(ema.model).cpu()
                 save_grid(images, out / f"samples_{step:06d}.png", columns=6)
                 save_grid(images, out / "samples.png", columns=6)
     bar.close()
+    distributed.leave(world)
     return info
 
 
