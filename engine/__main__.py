@@ -142,14 +142,14 @@ def _fit_image(image, spec: str, device: str):
     """Convert an image to the model's shape, saying what was done (never silently)."""
     from engine.core import registry
     from engine.io.imageio import conform
+    from engine.core.capabilities import fitted_shape
     from engine.priors.catalog import load_model
 
     name, model = registry.split_spec(spec)
     if not registry.get(name).needs_prior or model is None:
         return image
     loaded = load_model(model, device)  # cached: the job reuses it
-    fitted = getattr(loaded, "fitted_shape", lambda shape: tuple(loaded.shape))
-    image, note = conform(image, fitted(tuple(image.shape)))
+    image, note = conform(image, fitted_shape(loaded, image.shape))
     if note:
         print(f"note: {note}", file=sys.stderr)
     return image

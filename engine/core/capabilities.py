@@ -83,6 +83,13 @@ def spec_of(model, kind: str | None = None) -> ModelSpec:
                      task=getattr(model, "task", None), exact=exact)
 
 
+def fitted_shape(model, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The (C, H, W) an image of ``shape`` must be converted to for ``model``: its own
+    ``shape``, unless the model keeps any size (`Prior.fitted_shape`, fully convolutional)."""
+    fit = getattr(model, "fitted_shape", None)
+    return tuple(fit(tuple(shape))) if fit is not None else tuple(model.shape)
+
+
 @dataclass(frozen=True)
 class ModelKind:
     kind: str

@@ -42,6 +42,7 @@ import torch
 import engine
 from engine.evaluation import metrics
 from engine.core import registry
+from engine.core.capabilities import fitted_shape
 from engine.core.operators import Degradation, measure_image
 from engine.priors.catalog import load_model
 from engine.core.rng import MEASUREMENT_NOISE, SampleRNG
@@ -114,9 +115,9 @@ class Job:
         self.lo, self.hi = self.prior.data_range if self.prior else (0.0, 1.0)
         self.clean = None if request.image is None else request.image.float().cpu()
         if self.prior is not None and self.clean is not None and \
-                tuple(self.clean.shape) != self.prior.fitted_shape(tuple(self.clean.shape)):
+                tuple(self.clean.shape) != fitted_shape(self.prior, self.clean.shape):
             raise BadInputError(f"the image is {tuple(self.clean.shape)} but {model} works on "
-                                f"{self.prior.fitted_shape(tuple(self.clean.shape))} (C, H, W); "
+                                f"{fitted_shape(self.prior, self.clean.shape)} (C, H, W); "
                                 "convert it first")
         self.degradation = request.degradation or (Degradation() if self.clean is not None else None)
         self.y_image, self.measurement = self._measure()

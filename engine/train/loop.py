@@ -105,9 +105,13 @@ def save_model(out: Path, network: nn.Module, config: dict, extra: dict[str, tor
 
 
 def save_train_state(out: Path, step: int, model: nn.Module, ema: EMA,
-                     optimizer: torch.optim.Optimizer, generator_states: dict[str, torch.Tensor],
+                     optimizer: torch.optim.Optimizer,
+                     generator_states: dict[str, torch.Tensor] | torch.Generator,
                      wall: float) -> None:
-    """``generator_states``: every process's data generator (`distributed.generator_states`)."""
+    """``generator_states``: every process's data generator (`distributed.generator_states`),
+    or the one generator of a single-process run."""
+    if isinstance(generator_states, torch.Generator):
+        generator_states = distributed.generator_states(generator_states, distributed.World(), "cpu")
     opt_state = optimizer.state_dict()
     tensors = {**_prefixed("model", model.state_dict()), **_prefixed("ema", ema.model.state_dict()),
                **generator_states}
