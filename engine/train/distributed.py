@@ -107,8 +107,9 @@ def restore_generator(generator: torch.Generator, tensors: dict[str, torch.Tenso
 
 def mean_over_processes(value: torch.Tensor, world: World) -> float:
     """The mean of a scalar over the processes (for the logged loss)."""
+    value = value.detach()
     if world.size == 1:
         return float(value)
-    value = value.detach().clone()
+    value = value.clone()
     dist.all_reduce(value)
     return float(value) / world.size
