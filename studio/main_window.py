@@ -203,8 +203,11 @@ class MainWindow(PreviewMixin, RunMixin, FileMenuMixin, QMainWindow):
         self.degradation_panel.set_rows(degradation_rows(), allowed_values)
         self.catalog = Catalog()
         self.source_panel.set_demo_images(self.catalog.demo_images, self.catalog.demo_labels)
-        self.source_panel.set_draw_models([m for m, info in self.catalog.models.items()
-                                           if info.is_image and self.catalog.samplers_for(m)])
+        drawable = [m for m, info in self.catalog.models.items()
+                    if info.is_image and self.catalog.samplers_for(m)]
+        demo_shape = tuple(self.catalog.demo_images[0].shape)  # the embedded default domain first
+        self.source_panel.set_draw_models(
+            sorted(drawable, key=lambda m: self.catalog.models[m].shape != demo_shape))
         self.method_panel.set_catalog(self.catalog)
         self.playground.set_catalog(self.catalog)
         self.compare.set_source(self.state, self.catalog)

@@ -328,3 +328,12 @@ def test_pause_holds_the_job_between_steps_and_resume_finishes_it(window, qtbot)
         window.method_panel.pause_button.click()
     assert not done.args[1].result.stopped
     assert ticket.steps > held
+
+
+def test_the_draw_picker_offers_models_of_the_demo_images_first(window):
+    """The default screen shows Fashion-MNIST; drawing from the 64×64 RGB photo prior
+    first would hand a new user a tile of colour noise (it was first alphabetically)."""
+    first = window.source_panel.draw_model.itemText(0)
+    assert window.catalog.models[first].shape == tuple(window.catalog.demo_images[0].shape)
+    names = [window.source_panel.draw_model.itemText(i) for i in range(window.source_panel.draw_model.count())]
+    assert "photo" in names and names.index("photo") > names.index(first)
