@@ -91,7 +91,8 @@ def tikhonov(prior, measurement: Measurement, params: TikhonovParams, rng) -> It
 
 register(MethodInfo(
     name="pinv", run=pinv, params=PinvParams, kind="baseline", family="Baselines",
-    summary="Pseudo-inverse A⁺y: undoes what the operator can undo, nothing more.",
+    summary="Pseudo-inverse A⁺y: undoes what the operator can undo, nothing more "
+            "(for a chain of degradations, the product of each one's pseudo-inverse).",
     nfe=lambda p: 0, needs_prior=False, generates=False,
     example_degradation="downsample=2,noise=0.02"))
 
