@@ -11,7 +11,8 @@ The contract later issues and the GUI rely on (extend, don't break):
   [--trajectory GIF|MP4]``: JSON is a flat object with psnr, ssim, nfe, seconds (per
   image) and diversity when K > 1.
 * ``sample --model NAME --method NAME [--nfe N] [--n K] [--seed S] --out PNG [--json PATH]``.
-* ``train``, ``schedule``, ``eval``, ``claims``, ``bench`` and ``card`` are forwarded to the
+* ``train``, ``schedule``, ``eval``, ``claims``, ``bench``, ``card``, ``playground`` and
+  ``rgm-levels`` are forwarded to the
   ``main(argv)`` of their modules (see `FORWARDED`).
 
 Progress goes to stderr with an ETA once a run takes longer than a second. Bad input
@@ -180,7 +181,8 @@ def _forward(module: str) -> Callable[[list[str]], int]:
 
 FORWARDED = {"train": "engine.train", "schedule": "engine.core.wasserstein",
              "eval": "engine.evaluation.evaluate", "claims": "engine.evaluation.claims", "bench": "engine.evaluation.bench",
-             "card": "engine.evaluation.card", "playground": "engine.evaluation.playground"}
+             "card": "engine.evaluation.card", "playground": "engine.evaluation.playground",
+             "rgm-levels": "engine.evaluation.rgm_levels"}
 
 
 def build_parser() -> argparse.ArgumentParser:

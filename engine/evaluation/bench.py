@@ -158,7 +158,8 @@ def main(argv: list[str]) -> int:
         for name in ("ddim", "ddpm"):
             row = report["diffusers"][name]
             print(f"{name} vs {row['diffusers']} on {model}: max |Δ| {row['max_abs_diff']:.2e}, "
-                  f"{row['ours_s']:.3f} s vs {row['diffusers_s']:.3f} s (ratio {row['ratio']:.2f})")
+                  f"{row['ours_s']:.3f} s vs {row['diffusers_s']:.3f} s (ratio {row['ratio']:.2f}, "
+                  f"pairs {row['ratio_range'][0]:.2f}–{row['ratio_range'][1]:.2f})")
     if args.json:
         from engine.io.export import save_metrics
         from engine.core.step import EngineError
