@@ -12,17 +12,28 @@ Qt-free; built after the window is visible (it imports torch). Decisions:
   spec's ``task``; `why_not` gives the message when the current degradation differs.
 * Model directories the engine cannot use (an unknown kind) are kept in `problems`
   with the reason, for the GUI to say so, instead of vanishing from the pickers.
+* Whether a method (with a model) can restore the current degradation is the same rule
+  (`engine.core.registry.cannot_restore`, which asks the sampler whether the noise and
+  blur levels lie on the model's path); the answers are cached per (method, model,
+  degradation, channels), as the pickers ask them on every slider move
+  (`problem`). `advice` adds what to do: the method's own fix ("lower noise to 0.05 or
+  below") and up to three methods that would work, among the models of the same shape.
 * The default choice (`DEFAULTS`, the first whose parts exist) is the shipped VP model
   with stochastic DDIM (k = 1, 25 NFE) restoring σ_y = 0.2: a real learned prior, a
   visible posterior spread and a few seconds for 8 samples on a laptop CPU.
   Without shipped weights it falls back to the exact empirical prior at σ_y = 1 (it
   memorises its 64 images, so milder noise gives back the exact image every time),
   then to the Tikhonov baseline. Deterministic DDIM would give N identical samples
-  from one measurement, hence k = 1.
+  from one measurement, hence k = 1. DPS (``dps@vp``) restores every degradation of the
+  panel, but at its reference guidance it takes 1000 network evaluations and as many
+  VJPs per sample (minutes for 8 samples on a laptop CPU), too slow for a Live default:
+  the default stays DDIM, and the method picker marks what can restore the current
+  degradation (issue 15).
 """
 
 from __future__ import annotations
 
+CACHE_LIMIT = 4096  # cached answers of `Catalog.problem` (a slider drag adds one per value)
 
 # (method, model, degradation spec, params): the first whose parts exist wins.
 DEFAULTS = (("ddim", "vp", "noise=0.2", {"nfe": 25, "k": 1.0}),
@@ -44,6 +55,7 @@ class Catalog:
         self.problems = problems()  # name → why the engine cannot use it
         self.demo_images, labels = demo_images()
         self.demo_labels = [CLASS_NAMES[int(k)] for k in labels]
+        self._problems: dict[tuple, str | None] = {}
 
     def params(self, method: str) -> list[dict]:
         from engine.core.registry import describe_params
@@ -67,6 +79,33 @@ class Catalog:
             return []
         images = {n: m for n, m in self.models.items() if m.is_image}
         return models_for(method, degradation, specs=images)
+
+    def problem(self, method: str, model: str | None, degradation, channels: int = 1) -> str | None:
+        """Why ``method`` (with ``model``) cannot restore ``degradation`` of a
+        ``channels``-channel image, or None (cached; see the module doc)."""
+        from engine.core.registry import cannot_restore
+
+        key = (method, model, degradation, channels)
+        if key not in self._problems:
+            if len(self._problems) >= CACHE_LIMIT:
+                self._problems.clear()
+            info = self.methods[method]
+            self._problems[key] = cannot_restore(info, self.models.get(model) if info.needs_prior
+                                                 else None, degradation, channels)
+        return self._problems[key]
+
+    def advice(self, method: str, model: str | None, degradation, channels: int = 1) -> str | None:
+        """`problem` with what to do instead (its fix and up to three methods that work)."""
+        from engine.core.registry import instead, with_advice
+
+        reason = self.problem(method, model, degradation, channels)
+        if reason is None:
+            return None
+        spec = self.models.get(model) if self.methods[method].needs_prior else None
+        shape = spec.shape if spec is not None else None
+        specs = {n: m for n, m in self.models.items()
+                 if m.is_image and (m.shape == shape if shape else m.shape[0] == channels)}
+        return with_advice(reason, instead(degradation, spec, method, specs, channels=channels))
 
     def task_of(self, model: str | None) -> str | None:
         """The degradation a task-bound model was trained for (None for other models)."""

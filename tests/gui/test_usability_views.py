@@ -1,0 +1,111 @@
+"""Issue 15, items 4–6 and 8–10: what a new user met in the real window, driven offscreen.
+
+Each test drives the real main window (the `window` fixture: engine loaded, Live off)
+and fails on the code before the issue's fixes.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from engine.core import registry
+from engine.core.operators import Degradation
+
+
+def suggestions(message: str) -> list[str]:
+    """The methods a message tells the user to pick."""
+    picked = message.rpartition(" pick ")[2].rstrip(".")
+    return [name.strip() for name in re.split(r",| or ", picked) if name.strip()]
+
+
+def test_errors_speak_in_slider_units_and_name_methods_that_run(window, qtbot):
+    """Item 4: noise 0.2 on momentum@soft-blur is said in the panel's units (the model's
+    σ_y is 0.4 in its [−1, 1] units; its limit 0.1 there is 0.05 on the slider)."""
+    window.choose_method("momentum", "soft-blur", {"nfe": 5})
+    window.state.degradation.set_spec("noise=0.2")
+    with qtbot.waitSignal(window.controller.failed, timeout=30_000):
+        window.run_job()
+    text = window.messages.text()
+    assert "noise 0.2 is above what momentum@soft-blur was trained for (at most 0.05)" in text
+    assert "lower noise to 0.05 or below" in text
+    assert "model units" not in text and "σ_y = 0.4" not in text
+    window.choose_method("ddim", "vp", {"nfe": 5})
+    window.state.degradation.set_spec("blur=1.5,noise=0.05")
+    with qtbot.waitSignal(window.controller.failed, timeout=30_000):
+        window.run_job()
+    text = window.messages.text()
+    assert "scale(" not in text and "rcond" not in text and "solver instead" not in text
+    assert "ddim@vp cannot restore blur: its vp model only removes noise" in text
+    picked = suggestions(text)
+    assert len(picked) == 3
+    degradation = Degradation.parse("blur=1.5,noise=0.05")
+    for spec in picked:  # every method named exists and can restore this degradation
+        name, _, model = spec.partition("@")
+        spec_ = window.catalog.models.get(model) if model else None
+        assert registry.cannot_restore(registry.get(name), spec_, degradation) is None, spec
+
+
+def test_picker_marks_what_cannot_restore_and_live_does_not_start_it(window, qtbot):
+    """Item 5: on the default screen (ddim@vp) with Live on, moving the blur slider greys
+    ddim@vp with the registry's reason, says why in one calm line and starts no job."""
+    panel = window.method_panel
+    window.apply_defaults()
+    assert (window.state.method.method, window.state.method.model) == ("ddim", "vp")
+    with qtbot.waitSignal(window.controller.finished, timeout=60_000):
+        panel.live.setChecked(True)  # Live runs the default screen as it is
+    started = []
+    window.controller.started.connect(started.append)
+    window.degradation_panel.blur.setValue(2.0)
+    qtbot.waitUntil(lambda: panel.note.isVisible(), timeout=5_000)
+    qtbot.wait(300)  # the live throttle has fired
+    assert started == [] and window.controller.current is None
+    assert window.messages.level != "error"
+    assert panel.note.text().startswith("Cannot restore this: ") and " pick " in panel.note.text()
+
+    def marked(combo, data):
+        index = combo.findData(data)
+        return combo.itemData(index, 9) is not None, combo.itemData(index, 3) or ""  # Foreground, ToolTip
+
+    qtbot.waitUntil(lambda: marked(panel.method, "ddim")[0], timeout=5_000)
+    grey, tip = marked(panel.model, "vp")
+    assert grey and "cannot restore the current degradation" in tip and "only removes noise" in tip
+    assert marked(panel.method, "ddpm")[0] and "cannot restore blur 2" in marked(panel.method, "ddpm")[1]
+    for method in ("dps", "pnp-drs", "tikhonov", "pinv"):  # these restore a blur
+        assert not marked(panel.method, method)[0], method
+    window.degradation_panel.blur.setValue(0.0)  # back on ddim@vp's path: the line goes, Live runs
+    with qtbot.waitSignal(window.controller.finished, timeout=60_000):
+        qtbot.waitUntil(lambda: bool(started), timeout=5_000)
+    assert not panel.note.isVisible() and not marked(panel.method, "ddim")[0]
+
+
+def test_compare_ignores_axes_a_method_lacks_and_fits_its_grid(window, qtbot):
+    """Item 6: NFE does not apply to tikhonov (n/a, not an error); four columns fit at
+    1440×920; the legend is off the plot; ticks are the values typed, plainly; a smaller
+    second grid leaves no empty rows."""
+    window.choose_method("ddim", "empirical-vp", {"k": 1.0})
+    window.state.degradation.set_spec("noise=0.5")
+    window.tabs.setCurrentWidget(window.compare)
+    compare = window.compare
+    assert (window.width(), window.height()) == (1440, 920)
+    with qtbot.waitSignal(window.controller.finished, timeout=60_000):
+        compare.run("nfe", [2, 4, 8, 16], "method", ["ddim@empirical-vp", "tikhonov"])
+    qtbot.wait(50)
+    tikhonov = [compare.results[(1, c)] for c in range(4)]
+    assert all(cell.error == "" and cell.thumbnail.shape == (28, 28, 1) for cell in tikhonov)
+    assert len({cell.psnr for cell in tikhonov}) == 1  # the NFE is ignored, not an error
+    label = compare.grid.itemAtPosition(2, 1).widget()
+    assert label.pixmap() is not None and "nfe n/a" in label.toolTip()
+    assert "nfe n/a" in compare.legend.text() and "tikhonov" in compare.legend.text()
+    assert compare.scroll.horizontalScrollBar().maximum() == 0  # the fourth column is in view
+    assert compare.plot.getPlotItem().legend is None  # the legend covers no line
+    axis = compare.plot.getAxis("bottom")
+    assert [text for _, text in axis._tickLevels[0]] == ["2", "4", "8", "16"]
+    assert axis._tickLevels[1] == []  # no minor labels to collide with ("910¹")
+    with qtbot.waitSignal(window.controller.finished, timeout=60_000):
+        compare.run("noise", [0.05, 0.1, 0.2], None, [None])
+    axis = compare.plot.getAxis("bottom")
+    assert [text for _, text in axis._tickLevels[0]] == ["0.05", "0.1", "0.2"]
+    assert "x0.001" not in axis.labelString() and "noise" in axis.labelString()
+    assert compare.grid.rowCount() == 2  # one header row and one row of cells
+    assert compare.cells.sizeHint().height() < 2 * (compare.side + 8) + 40
