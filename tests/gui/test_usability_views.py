@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from engine.core import registry
 from engine.core.operators import Degradation
@@ -109,3 +110,54 @@ def test_compare_ignores_axes_a_method_lacks_and_fits_its_grid(window, qtbot):
     assert "x0.001" not in axis.labelString() and "noise" in axis.labelString()
     assert compare.grid.rowCount() == 2  # one header row and one row of cells
     assert compare.cells.sizeHint().height() < 2 * (compare.side + 8) + 40
+
+
+def test_grid_export_is_magnified_with_reference_tiles_and_gets_png(window, qtbot, tmp_path,
+                                                                    monkeypatch, run_to_end):
+    """Item 8: the grid dialog offers 5× for 28-px tiles (≥ 128 px) and the clean /
+    degraded / mean / std row; a name typed without an extension is saved as .png."""
+    from PIL import Image
+    from PySide6.QtWidgets import QDialog, QFileDialog
+
+    from engine.io.export import read_recipe
+    from studio import files
+
+    window.choose_method("tikhonov", None, {})
+    window.state.degradation.set_spec("downsample=2,noise=0.05")
+    window.state.method.n = 3
+    outcome = run_to_end()
+    offered = {}
+
+    def accept(dialog):
+        offered.update(scale=dialog.scale.value(), extras=dialog.extras.isChecked())
+        return QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(files.GridExportDialog, "exec", accept)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(tmp_path / "grid"), "PNG (*.png)")))
+    window.choose_export_grid()
+    assert offered == {"scale": 5, "extras": True}
+    path = tmp_path / "grid.png"
+    assert path.is_file() and not (tmp_path / "grid").exists()
+    assert read_recipe(path) == outcome.result.recipe
+    grid = np.asarray(Image.open(path).convert("RGB"))
+    tile, pad = 28 * 5, 2
+    assert grid.shape == (2 * (tile + pad) + pad, 4 * (tile + pad) + pad, 3)  # row of 4, then 3 samples
+
+    def tile_at(row, col):
+        top, left = pad + row * (tile + pad), pad + col * (tile + pad)
+        return grid[top:top + tile, left:left + tile, 0]
+
+    def magnified(image):  # (1, 28, 28) in [0, 1] → the 5× nearest-neighbour tile
+        pixels = (image[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+        return pixels.repeat(5, 0).repeat(5, 1)
+
+    result = outcome.result
+    np.testing.assert_array_equal(tile_at(0, 0), magnified(result.clean))
+    y = result.measurement  # 14×14: each pixel becomes a 10×10 block
+    np.testing.assert_array_equal(tile_at(0, 1), magnified(y.repeat_interleave(2, 1).repeat_interleave(2, 2)))
+    np.testing.assert_array_equal(tile_at(0, 2), magnified(result.samples.mean(0)))
+    std = torch.as_tensor(outcome.std_map)[None]  # tikhonov is deterministic: all zero
+    np.testing.assert_array_equal(tile_at(0, 3), magnified(std / max(float(std.max()), 1e-3)))
+    for k in range(3):
+        np.testing.assert_array_equal(tile_at(1, k), magnified(result.samples[k]))
