@@ -221,7 +221,12 @@ def density_grid(prior, t: float, extent: float, size: int) -> np.ndarray | None
 
 def playground_events(ticket: Ticket, model: str, method: str, params: dict, n: int, seed: int,
                       extent: float, grid: int, forward_frames: int = 24):
-    """Particles from a 2-D prior diffused forward, then run back by a sampler, live."""
+    """Particles from a 2-D prior diffused forward, then run back by a sampler, live.
+
+    Returns the job's result; for a Gaussian-mixture prior its metrics also hold the
+    sampler's bias against the exact prior (``bias``: the fields of an
+    `engine.evaluation.playground.SamplerBias` of the final particles, in model units).
+    """
     import torch
 
     from engine.core.jobs import Job, Request
@@ -236,7 +241,7 @@ def playground_events(ticket: Ticket, model: str, method: str, params: dict, n: 
         yield Particles("forward", k, forward_frames, float(t), x_t.flatten(1).numpy(),
                         density_grid(prior, float(t), extent, grid))
     job = Job(Request(method=f"{method}@{model}", params=params, n=n, seed=seed))
-    last_frame = -math.inf
+    last_frame, step = -math.inf, None
     for step in job.steps():
         ticket.steps += 1
         now = time.perf_counter()
@@ -247,4 +252,10 @@ def playground_events(ticket: Ticket, model: str, method: str, params: dict, n: 
                             density_grid(job.prior, step.t, extent, grid))
         else:
             yield None
+    if step is not None and hasattr(prior, "weights"):  # a mixture: its moments are exact
+        from dataclasses import asdict
+
+        from engine.evaluation.playground import sampler_bias
+
+        job.result.metrics["bias"] = asdict(sampler_bias(prior, step.x0_hat.double(), seed))
     return job.result
