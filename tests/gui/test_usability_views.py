@@ -187,3 +187,26 @@ def test_playground_shows_each_samplers_bias_against_the_exact_prior(window, qtb
     for method in ("naive", "momentum"):
         assert f"{method}@gaussian2d" in text and f"{100 * shown[method]['cov_error']:.1f} %" in text
         assert f"{shown[method]['w2']:.3f} ({shown[method]['w2_floor']:.3f})" in text
+
+
+def test_forward_trajectory_covers_the_levels_the_reverse_run_covers(window, qtbot, run_to_end):
+    """Item 10: restoring VP noise 0.2 starts near t = 0.07; the forward path ends there
+    (it used to run to t = 1, pure noise from t ≈ 0.5)."""
+    from engine.core.operators import Identity
+    from engine.core.schedules import VPSchedule
+    from engine.samplers.common import start_level
+
+    window.choose_method("ddim", "empirical-vp", {"nfe": 5, "k": 1.0})
+    window.state.degradation.set_spec("noise=0.2")
+    window.state.method.n = 1
+    run_to_end()
+    t_start, _ = start_level(VPSchedule(), Identity(), 0.4)  # σ_y = 0.2 is 0.4 in [−1, 1]
+    assert 0.03 < t_start < 0.15
+    view = window.trajectory
+    forward = [frame.t for frame in view.frames["forward"]]
+    reverse = [frame.t for frame in view.frames["reverse"]]
+    assert forward[0] == 0.0 and forward[-1] == pytest.approx(t_start)
+    assert max(reverse) <= forward[-1] and min(reverse) >= forward[0]
+    view.forward_button.setChecked(True)
+    view.slider.setValue(view.slider.maximum())
+    assert view.position.text().endswith(f"t = {t_start:.3f}")
