@@ -14,7 +14,7 @@ one step, and returns what the GUI shows at the end. Decisions:
 * The forward trajectory (x0 → x_t under the prior's schedule) covers the levels the
   reverse run covers (issue 15): from 0 to the level it starts from (`reverse_start`),
   which for a sampler restoring a measurement is where y joins the model's path (VP at
-  noise 0.2 starts near t = 0.07, not at 1, where the forward image is pure noise).
+  noise 0.2 starts at t ≈ 0.12, not at 1, where the forward image is pure noise).
 * Cost and frames come from the job (`engine.core.jobs.Job.nfe`, ``latest_frame``): the
   job counts network evaluations and makes each step's thumbnails once.
 """

@@ -8,7 +8,7 @@ level. Everything is computed on the engine thread (`studio.tasks.playground_eve
 The view is fixed to ``[−EXTENT, EXTENT]²``; particles far out at t ≈ 1 (a VE schedule
 reaches σ = 10) come into view as they are run back (zoom out with the mouse wheel).
 
-Bias (issue 15): beside the plot, each finished run's distance from the exact prior —
+Bias (issue 15): under the plot, each finished run's distance from the exact prior —
 W2 to an exact draw of the same size, next to W2 between two exact draws (what an
 unbiased sampler reads at this n), and the relative covariance and mean errors
 (`engine.evaluation.playground.sampler_bias`, computed on the engine thread). The last
@@ -85,11 +85,13 @@ class PlaygroundView(QWidget):
         controls.addLayout(row)
         controls.addWidget(self.run_button)
         controls.addWidget(self.status)
-        controls.addWidget(self.bias)
         controls.addStretch(1)
+        plot_column = QVBoxLayout()
+        plot_column.addWidget(self.plot, 1)
+        plot_column.addWidget(self.bias)
         layout = QHBoxLayout(self)
         layout.addLayout(controls, 1)
-        layout.addWidget(self.plot, 3)
+        layout.addLayout(plot_column, 3)
         self.model.currentIndexChanged.connect(self._fill_methods)
         self.method.currentIndexChanged.connect(self._fill_form)
 
@@ -132,13 +134,16 @@ class PlaygroundView(QWidget):
         """Add one finished run's bias (`SamplerBias` fields) to the table beside the plot."""
         self.bias_rows = (self.bias_rows + [(run, bias)])[-BIAS_ROWS:]
         rows = "".join(
-            f"<tr><td>{name}</td><td align='right'>{b['w2']:.3f} ({b['w2_floor']:.3f})</td>"
+            f"<tr><td>{name}</td><td align='right'>{b['w2']:.3f}</td>"
+            f"<td align='right'>{b['w2_floor']:.3f}</td>"
             f"<td align='right'>{100 * b['cov_error']:.1f} %</td>"
             f"<td align='right'>{100 * b['mean_error']:.1f} %</td></tr>"
             for name, b in reversed(self.bias_rows))
-        self.bias.setText(f"<b>bias against the exact prior</b> ({bias['points']} particles)"
-                          "<table cellspacing='4'><tr><th align='left'>run</th><th>W2 (exact)</th>"
-                          f"<th>cov. err.</th><th>mean err.</th></tr>{rows}</table>")
+        self.bias.setText(
+            "<table cellspacing='0' cellpadding='2'><tr><th align='left'>bias against the exact "
+            f"prior ({bias['points']} particles)</th><th>&nbsp;W2</th><th>&nbsp;W2 of two exact "
+            "draws</th><th>&nbsp;covariance error</th><th>&nbsp;mean error</th></tr>"
+            f"{rows}</table>")
 
     def show_particles(self, event) -> None:
         """Draw one `studio.tasks.Particles` event."""

@@ -186,11 +186,11 @@ def test_playground_shows_each_samplers_bias_against_the_exact_prior(window, qtb
     text = view.bias.text()
     for method in ("naive", "momentum"):
         assert f"{method}@gaussian2d" in text and f"{100 * shown[method]['cov_error']:.1f} %" in text
-        assert f"{shown[method]['w2']:.3f} ({shown[method]['w2_floor']:.3f})" in text
+        assert f"{shown[method]['w2']:.3f}</td><td align='right'>{shown[method]['w2_floor']:.3f}" in text
 
 
 def test_forward_trajectory_covers_the_levels_the_reverse_run_covers(window, qtbot, run_to_end):
-    """Item 10: restoring VP noise 0.2 starts near t = 0.07; the forward path ends there
+    """Item 10: restoring VP noise 0.2 starts at t ≈ 0.12; the forward path ends there
     (it used to run to t = 1, pure noise from t ≈ 0.5)."""
     from engine.core.operators import Identity
     from engine.core.schedules import VPSchedule
