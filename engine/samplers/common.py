@@ -205,19 +205,34 @@ def path_words(schedule: Schedule) -> str:
     return "noise and a shrinking frame" if isinstance(final, Mask) else f"noise and {final.name}"
 
 
+_NOISE_END: dict[int, tuple[Schedule, float]] = {}  # id → (schedule, its noise stage's end)
+
+
+def noise_stage_end(schedule: Schedule) -> float:
+    """The last level with ``C_t = c·I`` (1 for a pure-noise path); kept per schedule
+    object, as the studio's pickers ask for every model on every slider move."""
+    known = _NOISE_END.get(id(schedule))
+    if known is None or known[0] is not schedule:
+        C = schedule.corruption
+        end = 1.0 if scalar_gain(C(1.0)) is not None else \
+            bracket(lambda t: scalar_gain(C(t)) is None, 0.0, 1.0)[0]
+        known = _NOISE_END[id(schedule)] = (schedule, end)  # holds the schedule: ids stay valid
+    return known[1]
+
+
 def start_level(schedule: Schedule, op: Operator, sigma_y: float, unit: float = 1.0,
-                who: str = "this model") -> tuple[float, float]:
+                who: str = "this model", locate: bool = True) -> tuple[float, float]:
     """``(t, c)`` with ``C_t = c·A`` and ``σ_t ≥ c σ_y``: where the measurement joins the path.
 
     Refusals speak in the degradation panel's units: σ_y / ``unit`` (model units per
-    image unit) and the operator's own number, and say which value would work.
+    image unit) and the operator's own number, and say which value would work. With
+    ``locate=False`` only the refusals are checked (a noise-only level's t is not searched).
     """
     C = schedule.corruption
-    noise_end = 1.0 if scalar_gain(C(1.0)) is not None else \
-        bracket(lambda t: scalar_gain(C(t)) is None, 0.0, 1.0)[0]  # last level with C_t = c·I
+    noise_end = noise_stage_end(schedule)
     a = scalar_gain(op)
     if a is not None:
-        return _noise_level(schedule, a, sigma_y, noise_end, unit, who)
+        return _noise_level(schedule, a, sigma_y, noise_end, unit, who, locate)
     final = C(1.0)
     name = STRENGTH.get(type(op))
     if name is None or type(final) is not type(op) or \
@@ -241,7 +256,7 @@ def start_level(schedule: Schedule, op: Operator, sigma_y: float, unit: float = 
 
 
 def _noise_level(schedule: Schedule, a: float, sigma_y: float, noise_end: float, unit: float,
-                 who: str) -> tuple[float, float]:
+                 who: str, locate: bool) -> tuple[float, float]:
     """Noise-only y = a x0 + σ_y ε, i.e. y/a = x0 + (σ_y/a) ε: match σ_t / c_t."""
     if a <= 0:
         raise BadInputError(f"cannot restore a measurement scaled by {a:g} ≤ 0")
@@ -255,6 +270,8 @@ def _noise_level(schedule: Schedule, a: float, sigma_y: float, noise_end: float,
         raise BadInputError(f"noise {sigma_y / unit:.3g} is at or below the smallest noise "
                             f"{who} removes ({smallest:.3g}): nothing to restore; raise noise "
                             f"above {smallest:.3g}")
+    if not locate:
+        return math.nan, math.nan
     t = smallest_level(ratio, 0.0, noise_end, level)
     return t, scalar_gain(schedule.corruption(t)) / a
 
@@ -265,7 +282,7 @@ def level_problem(schedule: Schedule, op: Operator, sigma_y: float, unit: float 
     units), in the panel's units, or None: `start_level`'s verdict without running
     anything (the registry asks it before a job starts, `MethodInfo.check_level`)."""
     try:
-        start_level(schedule, op, sigma_y, unit, who)
+        start_level(schedule, op, sigma_y, unit, who, locate=False)
     except BadInputError as err:
         return str(err)
     return None

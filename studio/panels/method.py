@@ -232,27 +232,28 @@ class MethodPanel(QGroupBox):
         except BadInputError:
             return None
 
-    def problem(self, method: str, model: str | None, degradation) -> str | None:
-        return self.catalog.problem(method, model, degradation, self._channels())
-
-    def method_problem(self, method: str, degradation) -> str | None:
-        """Why no model can restore ``degradation`` with ``method`` (its first model's
-        reason), or None when one can."""
+    def method_problem(self, method: str, problem) -> str | None:
+        """Why no model can restore the degradation with ``method`` (its first model's
+        reason), or None when one can; ``problem`` is a `Catalog.verdicts` function."""
         if not self.catalog.methods[method].needs_prior:
-            return self.problem(method, None, degradation)
-        reasons = [self.problem(method, m, degradation) for m in self.catalog.image_models_for(method)]
-        if not reasons or None in reasons:
-            return None
-        return reasons[0]
+            return problem(method, None)
+        first = None
+        for model in self.catalog.image_models_for(method):  # stops at the first that can
+            reason = problem(method, model)
+            if reason is None:
+                return None
+            first = first or reason
+        return first
 
     def mark_pickers(self) -> None:
         """Grey the methods and models that cannot restore the degradation; say why."""
         if self.catalog is None:
             return
         degradation = self.degradation()
+        problem = self.catalog.verdicts(degradation, self._channels()) if degradation is not None else None
         for i in range(self.method.count()):
             name = self.method.itemData(i)
-            reason = self.method_problem(name, degradation) if degradation is not None else None
+            reason = self.method_problem(name, problem) if problem is not None else None
             self._mark(self.method, i, reason, self.catalog.methods[name].summary)
         self._mark_models(degradation)
 
@@ -263,9 +264,10 @@ class MethodPanel(QGroupBox):
         method = self.state.method
         if method not in self.catalog.methods:
             return
+        problem = self.catalog.verdicts(degradation, self._channels())
         for i in range(self.model.count()):
             model = self.model.itemData(i)
-            reason = self.problem(method, model, degradation) if model in self.catalog.models else None
+            reason = problem(method, model) if model in self.catalog.models else None
             self._mark(self.model, i, reason, "")
         self._show_note(degradation)
 
