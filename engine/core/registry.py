@@ -206,7 +206,8 @@ class MethodInfo:
         if measurement is not None and not self.supports(measurement.operator):
             what = in_words(degradation) if degradation is not None else measurement.operator.describe()
             raise UnsupportedOperatorError(with_advice(
-                f"{self.name} cannot restore {what}", instead(degradation, spec, self.name)))
+                f"{self.name} cannot restore {what}",
+                instead(degradation, spec, self.name, channels=measurement.x_shape[0])))
 
 
 def degradation_type():
