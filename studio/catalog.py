@@ -12,17 +12,29 @@ Qt-free; built after the window is visible (it imports torch). Decisions:
   spec's ``task``; `why_not` gives the message when the current degradation differs.
 * Model directories the engine cannot use (an unknown kind) are kept in `problems`
   with the reason, for the GUI to say so, instead of vanishing from the pickers.
+* Whether a method (with a model) can restore the current degradation is the same rule
+  (`engine.core.registry.cannot_restore`, which asks the sampler whether the noise and
+  blur levels lie on the model's path); the answers are cached per (method, model,
+  degradation, channels), as the pickers ask them on every slider move
+  (`problem`). `advice` adds what to do: the method's own fix ("lower noise to 0.05 or
+  below") and up to three methods that would work, among the models of the same shape.
 * The default choice (`DEFAULTS`, the first whose parts exist) is the shipped VP model
   with stochastic DDIM (k = 1, 25 NFE) restoring σ_y = 0.2: a real learned prior, a
   visible posterior spread and a few seconds for 8 samples on a laptop CPU.
   Without shipped weights it falls back to the exact empirical prior at σ_y = 1 (it
   memorises its 64 images, so milder noise gives back the exact image every time),
   then to the Tikhonov baseline. Deterministic DDIM would give N identical samples
-  from one measurement, hence k = 1.
+  from one measurement, hence k = 1. DPS (``dps@vp``) restores every degradation of the
+  panel but is no Live default: measured on demo image 0 at noise 0.2, 8 samples, one
+  thread on the shared 2-core machine, dps@vp at 20 steps took 4.9 s for 13.6 dB PSNR,
+  ddim@vp at 25 NFE 1.35 s for 19.9 dB; DPS's reference guidance is tuned for 1000
+  steps (≈ 4 min). So the default stays DDIM, and the method picker marks what can
+  restore the current degradation and names what to pick (issue 15).
 """
 
 from __future__ import annotations
 
+CACHE_LIMIT = 256  # degradations whose answers `Catalog.problem` keeps (a drag adds one per value)
 
 # (method, model, degradation spec, params): the first whose parts exist wins.
 DEFAULTS = (("ddim", "vp", "noise=0.2", {"nfe": 25, "k": 1.0}),
@@ -44,6 +56,8 @@ class Catalog:
         self.problems = problems()  # name → why the engine cannot use it
         self.demo_images, labels = demo_images()
         self.demo_labels = [CLASS_NAMES[int(k)] for k in labels]
+        self._problems: dict[tuple, dict] = {}  # (degradation, channels) → {(method, model): reason}
+        self._advice: dict[tuple, str | None] = {}
 
     def params(self, method: str) -> list[dict]:
         from engine.core.registry import describe_params
@@ -67,6 +81,49 @@ class Catalog:
             return []
         images = {n: m for n, m in self.models.items() if m.is_image}
         return models_for(method, degradation, specs=images)
+
+    def verdicts(self, degradation, channels: int = 1):
+        """`problem` for one degradation: a function ``(method, model) → reason or None``
+        whose answers are cached (the degradation is hashed once, not per question)."""
+        from engine.core.registry import cannot_restore
+
+        key = (degradation, channels)
+        table = self._problems.get(key)
+        if table is None:
+            if len(self._problems) >= CACHE_LIMIT:
+                self._problems.clear()
+            table = self._problems[key] = {}
+
+        def problem(method: str, model: str | None) -> str | None:
+            if (method, model) not in table:
+                info = self.methods[method]
+                table[(method, model)] = cannot_restore(
+                    info, self.models.get(model) if info.needs_prior else None, degradation, channels)
+            return table[(method, model)]
+        return problem
+
+    def problem(self, method: str, model: str | None, degradation, channels: int = 1) -> str | None:
+        """Why ``method`` (with ``model``) cannot restore ``degradation`` of a
+        ``channels``-channel image, or None (cached; see the module doc)."""
+        return self.verdicts(degradation, channels)(method, model)
+
+    def advice(self, method: str, model: str | None, degradation, channels: int = 1) -> str | None:
+        """`problem` with what to do instead (its fix and up to three methods that work)."""
+        from engine.core.registry import instead, with_advice
+
+        key = (method, model, degradation, channels)
+        reason = self.problem(*key)
+        if reason is None or key in self._advice:
+            return reason and self._advice[key]
+        if len(self._advice) >= CACHE_LIMIT:
+            self._advice.clear()
+        spec = self.models.get(model) if self.methods[method].needs_prior else None
+        shape = spec.shape if spec is not None else None
+        specs = {n: m for n, m in self.models.items()
+                 if m.is_image and (m.shape == shape if shape else m.shape[0] == channels)}
+        self._advice[key] = with_advice(reason, instead(degradation, spec, method, specs,
+                                                        channels=channels))
+        return self._advice[key]
 
     def task_of(self, model: str | None) -> str | None:
         """The degradation a task-bound model was trained for (None for other models)."""

@@ -9,6 +9,14 @@ last outcome and settings). Decisions:
 * Export writes what the last finished restoration holds, through `engine.io.export`
   (the grid PNG embeds the job's full recipe); the trajectory is exported as x_t and
   x̂0 side by side, frame by frame.
+* A grid is magnified (nearest neighbour) by a scale the export dialog offers
+  (`GridExportDialog`), by default the smallest that makes a tile at least `GRID_TILE`
+  pixels (a 28-px tile at 1× is unreadable); optionally its first row holds the clean
+  image, the measurement y (nearest-upsampled to the samples' size), the mean and the
+  per-pixel std (scaled so its largest value is white, as the Diversity tab's heat map),
+  white tiles filling the row, and the samples follow (`grid_tiles`).
+* A file name typed without an extension gets the one of the chosen filter (``.png``
+  for grids), so the written file opens by double-click and the recipe reader finds it.
 * Opening a recipe (a grid PNG, or the recipe as a JSON object) restores every
   setting; a source that is a demo image or an
   existing file is reloaded, a ``sample:`` source is drawn again, and any other source
@@ -20,13 +28,81 @@ last outcome and settings). Decisions:
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
+                               QSpinBox)
 
 from studio.state import SAMPLE_PREFIX
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
+GRID_TILE = 128  # px: the default scale makes a grid tile at least this large
+EXTRA_TILES = ("clean", "degraded", "mean", "std")
+
+
+def default_scale(side: int) -> int:
+    """The smallest integer magnification that makes a ``side``-pixel tile ≥ `GRID_TILE` px."""
+    return max(1, math.ceil(GRID_TILE / max(side, 1)))
+
+
+def with_extension(path: str, chosen_filter: str) -> str:
+    """``path``, or ``path`` plus the first extension of the chosen filter when it has none."""
+    if not path or Path(path).suffix:
+        return path
+    match = re.search(r"\*(\.[A-Za-z0-9]+)", chosen_filter or "")
+    return path + match.group(1) if match else path
+
+
+def grid_tiles(outcome, extras: bool):
+    """``(tiles, nrow)`` for `engine.io.export.save_grid`: the samples, after a first row of
+    clean, degraded, mean and std tiles when ``extras`` (see the module doc)."""
+    import torch
+    import torch.nn.functional as F
+
+    result = outcome.result
+    samples = result.samples
+    n, c, h, w = samples.shape
+    nrow = max(len(EXTRA_TILES) if extras else 1, math.ceil(math.sqrt(n)))
+    if not extras:
+        return samples, nrow
+
+    def fit(image):  # (C', H', W') → (C, H, W): nearest-upsampled, grey expanded to colour
+        if image is None:
+            return torch.ones(c, h, w)
+        image = F.interpolate(image[None].float(), size=(h, w), mode="nearest")[0]
+        return image.expand(c, -1, -1) if image.shape[0] == 1 else image[:c]
+
+    std = torch.as_tensor(outcome.std_map, dtype=torch.float32)[None]
+    row = [fit(result.clean), fit(result.measurement), samples.mean(0),
+           fit(std / max(float(std.max()), 1e-3))]
+    row += [torch.ones(c, h, w)] * (nrow - len(row))
+    return torch.cat([torch.stack(row), samples]), nrow
+
+
+class GridExportDialog(QDialog):
+    """The grid's scale (nearest neighbour) and whether to add the clean/degraded/mean/std row."""
+
+    def __init__(self, parent, side: int):
+        super().__init__(parent)
+        self.setWindowTitle("Export sample grid")
+        self.scale = QSpinBox()
+        self.scale.setRange(1, 32)
+        self.scale.setValue(default_scale(side))
+        self.scale.setSuffix("×")
+        self.scale.setToolTip(f"nearest-neighbour magnification; {default_scale(side)}× makes a "
+                              f"{side}-px tile {default_scale(side) * side} px")
+        self.extras = QCheckBox("clean, degraded, mean and std tiles first")
+        self.extras.setChecked(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok |
+                                   QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form = QFormLayout(self)
+        form.addRow("scale", self.scale)
+        form.addRow("", self.extras)
+        form.addRow(buttons)
 
 
 class FileMenuMixin:
@@ -110,15 +186,22 @@ class FileMenuMixin:
         if self.outcome is None:
             self.messages.warning("Nothing to export yet: run a method first.")
             return ""
-        path, _ = QFileDialog.getSaveFileName(self, title, self.last_dir, filters)
+        path, chosen = QFileDialog.getSaveFileName(self, title, self.last_dir, filters)
+        path = with_extension(path, chosen or filters)
         if path:
             self.last_dir = str(Path(path).parent)
         return path
 
     def choose_export_grid(self) -> None:
+        if self.outcome is None:
+            self.messages.warning("Nothing to export yet: run a method first.")
+            return
+        dialog = GridExportDialog(self, max(self.outcome.result.samples.shape[-2:]))
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
         path = self._save_path("Export sample grid", "PNG (*.png)")
         if path:
-            self.export("grid", path)
+            self.export("grid", path, scale=dialog.scale.value(), extras=dialog.extras.isChecked())
 
     def choose_export_trajectory(self) -> None:
         path = self._save_path("Export trajectory", "GIF (*.gif);;MP4 (*.mp4)")
@@ -130,8 +213,9 @@ class FileMenuMixin:
         if path:
             self.export("metrics", path)
 
-    def export(self, what: str, path: str) -> bool:
-        """Write the last result's grid, trajectory or metrics (engine.io.export formats)."""
+    def export(self, what: str, path: str, scale: int = 1, extras: bool = False) -> bool:
+        """Write the last result's grid, trajectory or metrics (engine.io.export formats);
+        a grid is magnified ``scale``× and, with ``extras``, starts with `EXTRA_TILES`."""
         from engine.io import export
         from engine.core.step import EngineError
 
@@ -143,7 +227,8 @@ class FileMenuMixin:
         result = self.outcome.result
         try:
             if what == "grid":
-                export.save_grid(path, result.samples, result.recipe)
+                tiles, nrow = grid_tiles(self.outcome, extras)
+                export.save_grid(path, tiles, result.recipe, nrow=nrow, scale=scale)
             elif what == "trajectory":
                 export.save_trajectory(path, [side_by_side(x_t, x0) for _, x_t, x0 in result.trajectory])
             else:
@@ -170,7 +255,8 @@ class FileMenuMixin:
         return rows
 
     def choose_screenshot(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", self.last_dir, "PNG (*.png)")
+        path, chosen = QFileDialog.getSaveFileName(self, "Save screenshot", self.last_dir, "PNG (*.png)")
+        path = with_extension(path, chosen or "PNG (*.png)")
         if path:
             self.grab().save(path)
 

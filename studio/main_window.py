@@ -65,6 +65,7 @@ class MainWindow(PreviewMixin, RunMixin, FileMenuMixin, QMainWindow):
         self.source_panel = SourcePanel()
         self.degradation_panel = DegradationPanel(self.state.degradation)
         self.method_panel = MethodPanel(self.state.method)
+        self.method_panel.watch_degradation(self.state.degradation, lambda: self.degradation_panel.shape[0])
         self.canvases = CanvasGrid(CANVASES, heat={"|result − clean|"})
         self.split = QCheckBox("split")
         self.split.setToolTip("before | after: the clean image left of a line you can drag, "

@@ -66,6 +66,8 @@ class PreviewMixin:
             lambda on: self.live_throttler.throttle() if on else self.live_throttler.cancel())
 
     def _live_rerun(self) -> None:
+        if self.method_panel.refuses_live_run():  # it says why in its own calm line
+            return
         current = self.controller.current
         young = 1e3 * (time.perf_counter() - self._run_started) < LIVE_PATIENCE_MS
         if current is not None and current.purpose == "restore" and young:
@@ -78,7 +80,8 @@ class PreviewMixin:
         """A restoration ended: run the settings that changed meanwhile."""
         if ticket.purpose == "restore" and self._live_pending and self.method_panel.live.isChecked():
             self._live_pending = False
-            self.run_job()
+            if not self.method_panel.refuses_live_run():
+                self.run_job()
 
     # -- inputs → previews ------------------------------------------------------------
     def _ready(self) -> bool:

@@ -108,7 +108,8 @@ class RunMixin:
             self._set_status(self.status_text.text() + " · paused")
 
     def _on_failed(self, ticket, message: str) -> None:
-        self.messages.error(f"{ticket.label}: {message}")
+        named = message.startswith(ticket.label)  # the registry's messages name method@model
+        self.messages.error(message if named else f"{ticket.label}: {message}")
         self._set_status(f"Failed: {ticket.label}.")
 
     def show_sample(self, k: int) -> None:

@@ -11,6 +11,10 @@ one step, and returns what the GUI shows at the end. Decisions:
   method and calls ``job.finish()`` here, on the engine thread.
 * Everything that touches torch (loading priors, measuring, thumbnails, metrics) runs
   inside these generators, never on the GUI thread.
+* The forward trajectory (x0 → x_t under the prior's schedule) covers the levels the
+  reverse run covers (issue 15): from 0 to the level it starts from (`reverse_start`),
+  which for a sampler restoring a measurement is where y joins the model's path (VP at
+  noise 0.2 starts at t ≈ 0.12, not at 1, where the forward image is pure noise).
 * Cost and frames come from the job (`engine.core.jobs.Job.nfe`, ``latest_frame``): the
   job counts network evaluations and makes each step's thumbnails once.
 """
@@ -25,7 +29,7 @@ from typing import Any
 import numpy as np
 
 FRAME_INTERVAL = 1 / 25  # seconds between frames sent to the screen (≈25 per second)
-FORWARD_FRAMES = 33  # levels t = 0, 1/32, …, 1 of the forward trajectory
+FORWARD_FRAMES = 33  # levels t = 0, …, t_start of the forward trajectory, evenly spaced
 KEEP = "keep"  # sent into a running job: stop and keep the current x̂0
 
 
@@ -84,16 +88,28 @@ class Ticket:
     steps: int = 0  # engine steps yielded so far (written by the engine thread)
 
 
+def reverse_start(job) -> float:
+    """The level the job's reverse run starts from: where its measurement joins the
+    model's path for a sampler that starts there (`MethodInfo.check_level`), else 1."""
+    m = job.measurement
+    if m is None or job.info.check_level is None or getattr(job.prior, "schedule", None) is None:
+        return 1.0
+    from engine.samplers.common import start_level
+
+    return start_level(job.prior.schedule, m.operator, m.sigma_y)[0]
+
+
 def forward_trajectory(job, seed: int) -> list[tuple[float, np.ndarray]]:
-    """x0 → x_T under the prior's schedule, ``x_t = C_t x0 + σ_t ε`` with one fixed ε
-    ([] for a model without a schedule, e.g. a generator or a task-bound sampler)."""
+    """x0 → x_t under the prior's schedule, ``x_t = C_t x0 + σ_t ε`` with one fixed ε, for
+    t from 0 to `reverse_start` ([] for a model without a schedule, e.g. a generator or a
+    task-bound sampler)."""
     if getattr(job.prior, "schedule", None) is None or job.clean is None:
         return []
     from engine.core.rng import SampleRNG
 
     x0 = job.to_model(job.clean[None])
     eps = SampleRNG(seed, 1).randn(*x0.shape[1:])
-    levels = np.linspace(0.0, 1.0, FORWARD_FRAMES)
+    levels = np.linspace(0.0, reverse_start(job), FORWARD_FRAMES)
     return [(float(t), job.thumbnail(job.prior.schedule.corrupt(x0, float(t), eps)[0]))
             for t in levels]
 
@@ -221,7 +237,12 @@ def density_grid(prior, t: float, extent: float, size: int) -> np.ndarray | None
 
 def playground_events(ticket: Ticket, model: str, method: str, params: dict, n: int, seed: int,
                       extent: float, grid: int, forward_frames: int = 24):
-    """Particles from a 2-D prior diffused forward, then run back by a sampler, live."""
+    """Particles from a 2-D prior diffused forward, then run back by a sampler, live.
+
+    Returns the job's result; for a Gaussian-mixture prior its metrics also hold the
+    sampler's bias against the exact prior (``bias``: the fields of an
+    `engine.evaluation.playground.SamplerBias` of the final particles, in model units).
+    """
     import torch
 
     from engine.core.jobs import Job, Request
@@ -236,7 +257,7 @@ def playground_events(ticket: Ticket, model: str, method: str, params: dict, n: 
         yield Particles("forward", k, forward_frames, float(t), x_t.flatten(1).numpy(),
                         density_grid(prior, float(t), extent, grid))
     job = Job(Request(method=f"{method}@{model}", params=params, n=n, seed=seed))
-    last_frame = -math.inf
+    last_frame, step = -math.inf, None
     for step in job.steps():
         ticket.steps += 1
         now = time.perf_counter()
@@ -247,4 +268,10 @@ def playground_events(ticket: Ticket, model: str, method: str, params: dict, n: 
                             density_grid(job.prior, step.t, extent, grid))
         else:
             yield None
+    if step is not None and hasattr(prior, "weights"):  # a mixture: its moments are exact
+        from dataclasses import asdict
+
+        from engine.evaluation.playground import sampler_bias
+
+        job.result.metrics["bias"] = asdict(sampler_bias(prior, step.x0_hat.double(), seed))
     return job.result

@@ -270,14 +270,14 @@ def test_start_level_places_the_measurement_on_the_path():
 
 
 @pytest.mark.parametrize("schedule,op,sigma_y,error,words", [
-    (SoftBlurSchedule(), Identity(), 0.3, BadInputError, "larger than the model's final noise 0.1"),
-    (SoftBlurSchedule(), Blur(2.0), 0.3, BadInputError, "larger than the model's noise 0.1"),
-    (SoftBlurSchedule(), Blur(20.0), 0.1, BadInputError, "stronger than the model's strongest"),
+    (SoftBlurSchedule(), Identity(), 0.3, BadInputError, r"noise 0.3 is above .* \(at most 0.1\); lower noise to 0.1"),
+    (SoftBlurSchedule(), Blur(2.0), 0.3, BadInputError, r"at blur 2 \(at most 0.1\); lower noise to 0.1"),
+    (SoftBlurSchedule(), Blur(20.0), 0.1, BadInputError, "blur 20 is beyond the strongest"),
     (SoftBlurSchedule(), Identity(), 0.005, BadInputError, "smallest noise"),
-    (VPSchedule(), Identity(), 0.0, BadInputError, "nothing for a sampler to remove"),
-    (VPSchedule(), Blur(2.0), 0.1, UnsupportedOperatorError, "not on the corruption path"),
-    (SoftBlurSchedule(), Mask("frame", 0.5), 0.1, UnsupportedOperatorError, "not on the corruption path"),
-    (SoftBlurSchedule(), Blur(2.0, radius=3), 0.1, UnsupportedOperatorError, "not on the corruption path"),
+    (VPSchedule(), Identity(), 0.0, BadInputError, "nothing to restore; raise noise above 0"),
+    (VPSchedule(), Blur(2.0), 0.1, UnsupportedOperatorError, "cannot restore blur: its vp model only removes noise$"),
+    (SoftBlurSchedule(), Mask("frame", 0.5), 0.1, UnsupportedOperatorError, "only removes noise and blur"),
+    (SoftBlurSchedule(), Blur(2.0, radius=3), 0.1, UnsupportedOperatorError, "cannot restore blur"),
 ])
 def test_off_path_measurements_are_refused_clearly(schedule, op, sigma_y, error, words):
     with pytest.raises(error, match=words):
@@ -287,7 +287,7 @@ def test_off_path_measurements_are_refused_clearly(schedule, op, sigma_y, error,
 def test_restoring_off_path_fails_on_first_step_and_unsupported_operators_at_check():
     prior = load_prior("empirical-soft-blur")
     y = torch.zeros(1, 1, 28, 28)
-    with pytest.raises(BadInputError, match="final noise"):
+    with pytest.raises(BadInputError, match="above what"):
         run("momentum", prior, SampleRNG(0, 1), Measurement(y, Identity(), 0.6, prior.shape))
     for name, op in [("momentum", Downsample(2)), ("ddim", Mask("box", 0.5)), ("ddpm", Blur(1.0))]:
         measurement = Measurement(y, op, 0.1, prior.shape)

@@ -35,7 +35,7 @@ the priors, so that kind modules import it and nothing imports back (no cycle).
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -65,6 +65,10 @@ class ModelSpec:
     schedule: str | None = None  # schedule kind of a ``denoise`` model
     task: str | None = None  # degradation spec of a ``task-sample`` model
     exact: bool = False
+    # The schedule object of a ``denoise`` model (levels a sampler can start from) and
+    # the data range (model units per image unit = hi − lo), for the registry's messages.
+    corruption_path: Any = field(default=None, compare=False, repr=False)
+    data_range: tuple[float, float] = (0.0, 1.0)
 
     @property
     def is_image(self) -> bool:
@@ -80,7 +84,8 @@ def spec_of(model, kind: str | None = None) -> ModelSpec:
     return ModelSpec(name=getattr(model, "name", "model"), kind=kind,
                      capabilities=frozenset(getattr(model, "capabilities", ())),
                      shape=tuple(model.shape), schedule=getattr(schedule, "kind", None),
-                     task=getattr(model, "task", None), exact=exact)
+                     task=getattr(model, "task", None), exact=exact, corruption_path=schedule,
+                     data_range=tuple(getattr(model, "data_range", (0.0, 1.0))))
 
 
 def fitted_shape(model, shape: tuple[int, ...]) -> tuple[int, ...]:

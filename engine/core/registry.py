@@ -22,6 +22,13 @@ rule that says whether a model can run a method on a degradation; `models_for`,
 `MethodInfo.check`, ``engine list``, the CLI's errors, the studio's pickers and the
 conformance suite all ask it.
 
+Messages are for a user at the degradation panel (issue 15): they speak in its units
+(noise σ_y in image units, blur in pixels, never model units or operator reprs), say the
+fix when there is one ("lower noise to 0.05 or below") and name methods that would work
+now (`instead`, `with_advice`: "pick dps@vp, pnp-drs@vp or pinv"), chosen by the same
+rule, so a message never suggests what cannot run. `cannot_restore` asks it for a
+method with or without a model.
+
 Gradients: jobs iterate methods under ``torch.no_grad()``. A method that differentiates
 through the model sets ``needs_grad=True`` and enables gradients locally around its
 network call (``engine.priors.base.denoise_with_grad``), so its result does not depend
@@ -166,6 +173,11 @@ class MethodInfo:
     # At least one of these capabilities too (a method served by several model kinds,
     # e.g. pnp-drs: a denoiser at a level or an RGM generator); () = no such choice.
     needs_one_of: tuple[str, ...] = ()
+    # Whether a measurement's level suits the model, asked before a job starts:
+    # ``check_level(schedule, operator, σ_y in model units, model units per image unit,
+    # "method@model") -> why not, in the degradation panel's units, or None`` (samplers
+    # that start from the measurement on their path: `engine.samplers.common.level_problem`).
+    check_level: Callable[..., str | None] | None = None
 
     @property
     def requirements(self) -> frozenset[str]:
@@ -178,20 +190,24 @@ class MethodInfo:
     def check(self, prior, measurement: Measurement | None,
               degradation: Degradation | None = None) -> None:
         """Raise a clear `BadInputError` if this method cannot serve the request (the
-        model's capabilities first: they decide whether the pairing makes sense at all)."""
+        model's capabilities first: they decide whether the pairing makes sense at all),
+        naming what would work instead (`instead`)."""
         if self.needs_prior and prior is None:
             raise BadInputError(f"{self.name} needs a prior (name it as {self.name}@MODEL; "
                                 f"models that can run it: {', '.join(models_for(self.name)) or 'none'})")
+        spec = spec_of(prior) if self.needs_prior else None
         if self.needs_prior:
-            reason = why_not(self, spec_of(prior), degradation)
+            reason = why_not(self, spec, degradation)
             if reason:
-                raise BadInputError(reason)
+                raise BadInputError(with_advice(reason, instead(degradation, spec, self.name)))
         if measurement is None and not self.generates:
             raise BadInputError(f"{self.name} restores a measurement; it cannot generate "
                                 "unconditionally")
         if measurement is not None and not self.supports(measurement.operator):
-            raise UnsupportedOperatorError(
-                f"{self.name} cannot restore {measurement.operator.describe()}")
+            what = in_words(degradation) if degradation is not None else measurement.operator.describe()
+            raise UnsupportedOperatorError(with_advice(
+                f"{self.name} cannot restore {what}",
+                instead(degradation, spec, self.name, channels=measurement.x_shape[0])))
 
 
 def degradation_type():
@@ -207,7 +223,10 @@ def why_not(info: MethodInfo, model: ModelSpec, degradation: Degradation | None 
     The one capability rule: the model has every capability the method requires (and
     one of ``needs_one_of``); a denoising model of a method restricted to schedule kinds
     has one of them; a task-bound model
-    (``task-sample``) runs only on the degradation it was trained for.
+    (``task-sample``) runs only on the degradation it was trained for; the method
+    supports the degradation's operator, and a method that starts from the measurement
+    on the model's path (``check_level``) finds its noise and blur levels there. The
+    reasons speak in the degradation panel's units (σ_y in image units, blur in pixels).
     """
     if not info.needs_prior:
         return f"{info.name} takes no model"
@@ -226,9 +245,85 @@ def why_not(info: MethodInfo, model: ModelSpec, degradation: Degradation | None 
             degradation_type().parse(model.task) != degradation:
         return (f"{model.name} was trained for {model.task}; the measurement is "
                 f"{degradation.spec()}")
-    if degradation is not None and not info.supports(degradation.operator(model.shape[0])):
-        return f"{info.name} cannot restore {degradation.operator(model.shape[0]).describe()}"
+    if degradation is None:
+        return None
+    op = degradation.operator(model.shape[0])
+    if not info.supports(op):
+        return f"{info.name} cannot restore {in_words(degradation)}"
+    if info.check_level is not None and model.corruption_path is not None:
+        unit = model.data_range[1] - model.data_range[0]
+        return info.check_level(model.corruption_path, op, degradation.noise * unit, unit,
+                                f"{info.name}@{model.name}")
     return None
+
+
+def cannot_restore(info: MethodInfo, model: ModelSpec | None, degradation: Degradation,
+                   channels: int = 1) -> str | None:
+    """Why ``info`` (with ``model``, None for a method without one) cannot restore
+    ``degradation`` of a ``channels``-channel image, or None: `why_not` for a method
+    with a model, its operator check for one without."""
+    if info.needs_prior:
+        return why_not(info, model, degradation) if model is not None else \
+            f"{info.name} needs a model"
+    if not info.supports(degradation.operator(channels)):
+        return f"{info.name} cannot restore {in_words(degradation)}"
+    return None
+
+
+def in_words(degradation: Degradation) -> str:
+    """The operators of a degradation as the panel shows them: ``blur 1.5``, ``mask box:0.5``."""
+    parts = [part.replace("=", " ") for part in degradation.spec().split(",")
+             if not part.startswith(("noise=", "none"))]
+    return " and ".join(parts) or "noise"
+
+
+KIND_ORDER = ("solver", "sampler", "baseline")  # what `instead` suggests first
+
+
+def instead(degradation: Degradation | None, model: ModelSpec | None = None, method: str = "",
+            specs: dict[str, ModelSpec] | None = None, limit: int = 3,
+            channels: int | None = None) -> list[str]:
+    """Up to ``limit`` methods (``NAME@MODEL`` or ``NAME``) that can restore ``degradation``:
+    ``method`` with another model first, then solvers and samplers, one model per method
+    (its default first), and one model-free baseline last. ``specs``: the models to
+    choose from (default: the catalog's models of ``model``'s shape, as the image will
+    not change); ``channels``:
+    the image's (default: the model's, else 1), for the methods without a model."""
+    if degradation is None:
+        return []
+    if specs is None:
+        from engine.priors.catalog import model_specs
+        specs = {n: s for n, s in model_specs().items()
+                 if model is None and s.is_image or model is not None and s.shape == model.shape}
+    if channels is None:
+        channels = model.shape[0] if model is not None else 1
+    infos = sorted(methods().values(), key=lambda i: (i.name != method, KIND_ORDER.index(i.kind)
+                                                      if i.kind in KIND_ORDER else len(KIND_ORDER)))
+    with_model, without = [], []
+    for info in infos:
+        if not info.needs_prior:
+            if info.name != method and cannot_restore(info, None, degradation, channels) is None:
+                without.append(info.name)
+            continue
+        if len(with_model) >= limit:
+            continue
+        names = dict.fromkeys([n for n in (info.default_model, info.example_model) if n in specs]
+                              + list(specs))
+        usable = next((n for n in names if (info.name, n) != (method, getattr(model, "name", None))
+                       and why_not(info, specs[n], degradation) is None), None)
+        with_model += [f"{info.name}@{usable}"] if usable else []
+    # one model-free baseline last when there is one: it always runs, in milliseconds
+    return with_model[:limit - 1] + without[:1] if without else with_model[:limit]
+
+
+def with_advice(reason: str, alternatives: list[str]) -> str:
+    """``reason`` and what to do: its own fix ("…; lower noise to 0.05 or below") and/or
+    the methods that would work ("pick dps@vp, pnp-drs@vp or pinv")."""
+    if not alternatives:
+        return reason
+    pick = ", ".join(alternatives[:-1]) + (" or " if len(alternatives) > 1 else "") + alternatives[-1]
+    has_fix = reason.rpartition("; ")[2].startswith(("lower ", "raise "))
+    return f"{reason}{', or' if has_fix else ';'} pick {pick}"
 
 
 def models_for(method: str, degradation: Degradation | str | None = None,

@@ -129,6 +129,13 @@ def _alpha_bar_table(beta_start: float, beta_end: float, steps: int) -> tuple[fl
     return (1.0, *torch.cumprod(1 - betas, 0).tolist())
 
 
+@lru_cache(maxsize=16)
+def _geometric_table(lo: float, hi: float) -> np.ndarray:
+    table = np.geomspace(lo, hi, 32)
+    table.flags.writeable = False  # shared between calls
+    return table
+
+
 def _noise_stage_sigma(t: float, t_split: float, sigma_start: float, sigma_end: float) -> float:
     return sigma_start * (sigma_end / sigma_start) ** min(t / t_split, 1.0)
 
@@ -147,7 +154,7 @@ class SoftBlurSchedule(Schedule):
     def table(self) -> np.ndarray:
         if self.blur_table:
             return np.asarray(self.blur_table, dtype=np.float64)
-        return np.geomspace(self.blur_min, self.blur_max, 32)
+        return _geometric_table(self.blur_min, self.blur_max)  # cached: asked per level
 
     def blur_sigma(self, t: float) -> float:
         if t <= self.t_split:

@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 import torch
 
-from engine.core.capabilities import ModelSpec, model_kinds, spec_of
+from engine.core.capabilities import DENOISE, ModelSpec, model_kinds, spec_of
 from engine.core.step import BadInputError
 from engine.priors import exact
 from engine.priors.base import Prior
@@ -108,13 +108,26 @@ def model_spec(name: str) -> ModelSpec:
         _unknown(name)
     config = read_config(name)
     kind = config["kind"]
+    capabilities = model_kinds()[kind].capabilities
     try:
-        return ModelSpec(name=name, kind=kind, capabilities=model_kinds()[kind].capabilities,
+        return ModelSpec(name=name, kind=kind, capabilities=capabilities,
                          shape=tuple(config["shape"]),
                          schedule=(config.get("schedule") or {}).get("kind"),
-                         task=config.get("task"))
+                         task=config.get("task"),
+                         corruption_path=_schedule(config) if DENOISE in capabilities else None,
+                         data_range=tuple(config.get("data_range", (0.0, 1.0))))
     except (KeyError, TypeError) as err:
         raise BadInputError(f"{name}'s config.json lacks {err}") from None
+
+
+def _schedule(config: dict):
+    """A denoising model's schedule, from its config (data: no weights are read)."""
+    from engine.core.schedules import schedule_from_config
+
+    try:
+        return schedule_from_config(config["schedule"])
+    except (KeyError, TypeError, ValueError):
+        return None  # the registry then checks the operator kind only
 
 
 def model_specs() -> dict[str, ModelSpec]:

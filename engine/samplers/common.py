@@ -136,7 +136,9 @@ def start(prior, measurement: Measurement | None, final: str,
     """``(t_start, x_{t_start})``: a p_1 draw, or the measurement placed on the path."""
     if measurement is None:
         return 1.0, sample_p1(prior, final, rng)
-    t, gain = start_level(prior.schedule, measurement.operator, measurement.sigma_y)
+    lo, hi = getattr(prior, "data_range", (0.0, 1.0))
+    t, gain = start_level(prior.schedule, measurement.operator, measurement.sigma_y, hi - lo,
+                          getattr(prior, "name", "this model"))
     y = measurement.y.to(rng.device, rng.dtype)
     top_up = prior.schedule.sigma(t) ** 2 - (gain * measurement.sigma_y) ** 2
     return t, gain * y + math.sqrt(max(top_up, 0.0)) * rng.latent_like(y)
@@ -168,6 +170,7 @@ def sample_p1(prior, final: str, rng: SampleRNG) -> torch.Tensor:
 # --- restoring: where a measurement lies on the corruption path --------------------------
 
 STRENGTH = {Blur: "sigma", Mask: "level"}  # the one number that grows along a blur/mask path
+SLIDER = {Blur: "blur", Mask: "mask level"}  # ... as the degradation panel calls it
 
 
 def scalar_gain(op: Operator) -> float | None:
@@ -194,47 +197,95 @@ def smallest_level(f: Callable[[float], float], lo: float, hi: float, target: fl
     return bracket(lambda t: f(t) >= target, lo, hi)[1]
 
 
-def start_level(schedule: Schedule, op: Operator, sigma_y: float) -> tuple[float, float]:
-    """``(t, c)`` with ``C_t = c·A`` and ``σ_t ≥ c σ_y``: where the measurement joins the path."""
+def path_words(schedule: Schedule) -> str:
+    """What a schedule's corruption path holds, in words (for messages)."""
+    final = schedule.corruption(1.0)
+    if scalar_gain(final) is not None:
+        return "noise"
+    return "noise and a shrinking frame" if isinstance(final, Mask) else f"noise and {final.name}"
+
+
+_NOISE_END: dict[int, tuple[Schedule, float]] = {}  # id → (schedule, its noise stage's end)
+
+
+def noise_stage_end(schedule: Schedule) -> float:
+    """The last level with ``C_t = c·I`` (1 for a pure-noise path); kept per schedule
+    object, as the studio's pickers ask for every model on every slider move."""
+    known = _NOISE_END.get(id(schedule))
+    if known is None or known[0] is not schedule:
+        C = schedule.corruption
+        end = 1.0 if scalar_gain(C(1.0)) is not None else \
+            bracket(lambda t: scalar_gain(C(t)) is None, 0.0, 1.0)[0]
+        known = _NOISE_END[id(schedule)] = (schedule, end)  # holds the schedule: ids stay valid
+    return known[1]
+
+
+def start_level(schedule: Schedule, op: Operator, sigma_y: float, unit: float = 1.0,
+                who: str = "this model", locate: bool = True) -> tuple[float, float]:
+    """``(t, c)`` with ``C_t = c·A`` and ``σ_t ≥ c σ_y``: where the measurement joins the path.
+
+    Refusals speak in the degradation panel's units: σ_y / ``unit`` (model units per
+    image unit) and the operator's own number, and say which value would work. With
+    ``locate=False`` only the refusals are checked (a noise-only level's t is not searched).
+    """
     C = schedule.corruption
-    noise_end = 1.0 if scalar_gain(C(1.0)) is not None else \
-        bracket(lambda t: scalar_gain(C(t)) is None, 0.0, 1.0)[0]  # last level with C_t = c·I
+    noise_end = noise_stage_end(schedule)
     a = scalar_gain(op)
     if a is not None:
-        return _noise_level(schedule, a, sigma_y, noise_end)
+        return _noise_level(schedule, a, sigma_y, noise_end, unit, who, locate)
     final = C(1.0)
     name = STRENGTH.get(type(op))
     if name is None or type(final) is not type(op) or \
             dataclasses.replace(op, **{name: getattr(final, name)}) != final:
         raise UnsupportedOperatorError(
-            f"{op.describe()} is not on the corruption path of this {schedule.kind} model "
-            f"(at t = 1 it is {final.describe()}); restore it with a solver instead")
+            f"{who} cannot restore {op.name}: its {schedule.kind} model only removes "
+            f"{path_words(schedule)}")
     strength, largest = getattr(op, name), getattr(final, name)
     if strength > largest * (1 + TOLERANCE):
-        raise BadInputError(f"{op.name} {name} = {strength:.3g} is stronger than the model's "
-                            f"strongest, {largest:.3g}")
+        raise BadInputError(f"{SLIDER[type(op)]} {strength:.3g} is beyond the strongest "
+                            f"{who} was trained for ({largest:.3g}); lower {SLIDER[type(op)]} "
+                            f"to {largest:.3g} or below")
     t = smallest_level(lambda t: getattr(C(t), name) if type(C(t)) is type(op) else 0.0,
                        noise_end, 1.0, strength)
-    if sigma_y > schedule.sigma(t) * (1 + TOLERANCE):
-        raise BadInputError(f"noise σ_y = {sigma_y:.3g} is larger than the model's noise "
-                            f"{schedule.sigma(t):.3g} at {op.describe()} (in model units)")
+    limit = schedule.sigma(t)
+    if sigma_y > limit * (1 + TOLERANCE):
+        raise BadInputError(f"noise {sigma_y / unit:.3g} is above what {who} was trained for "
+                            f"at {SLIDER[type(op)]} {strength:.3g} (at most {limit / unit:.3g}); "
+                            f"lower noise to {limit / unit:.3g} or below")
     return t, 1.0
 
 
-def _noise_level(schedule: Schedule, a: float, sigma_y: float, noise_end: float) -> tuple[float, float]:
+def _noise_level(schedule: Schedule, a: float, sigma_y: float, noise_end: float, unit: float,
+                 who: str, locate: bool) -> tuple[float, float]:
     """Noise-only y = a x0 + σ_y ε, i.e. y/a = x0 + (σ_y/a) ε: match σ_t / c_t."""
     if a <= 0:
         raise BadInputError(f"cannot restore a measurement scaled by {a:g} ≤ 0")
     ratio = lambda t: schedule.sigma(t) / scalar_gain(schedule.corruption(t))
     level = sigma_y / a
+    largest, smallest = a * ratio(noise_end) / unit, a * ratio(0.0) / unit  # slider units
     if level > ratio(noise_end) * (1 + TOLERANCE):
-        raise BadInputError(f"noise σ_y = {level:.3g} is larger than the model's final noise "
-                            f"{ratio(noise_end):.3g} (in model units)")
+        raise BadInputError(f"noise {sigma_y / unit:.3g} is above what {who} was trained for "
+                            f"(at most {largest:.3g}); lower noise to {largest:.3g} or below")
     if level <= ratio(0.0):
-        raise BadInputError(f"noise σ_y = {level:.3g} is at or below the model's smallest noise "
-                            f"{ratio(0.0):.3g}: there is nothing for a sampler to remove")
+        raise BadInputError(f"noise {sigma_y / unit:.3g} is at or below the smallest noise "
+                            f"{who} removes ({smallest:.3g}): nothing to restore; raise noise "
+                            f"above {smallest:.3g}")
+    if not locate:
+        return math.nan, math.nan
     t = smallest_level(ratio, 0.0, noise_end, level)
     return t, scalar_gain(schedule.corruption(t)) / a
+
+
+def level_problem(schedule: Schedule, op: Operator, sigma_y: float, unit: float = 1.0,
+                  who: str = "this model") -> str | None:
+    """Why a sampler on ``schedule`` cannot start from ``y = A x0 + σ_y ε`` (σ_y in model
+    units), in the panel's units, or None: `start_level`'s verdict without running
+    anything (the registry asks it before a job starts, `MethodInfo.check_level`)."""
+    try:
+        start_level(schedule, op, sigma_y, unit, who, locate=False)
+    except BadInputError as err:
+        return str(err)
+    return None
 
 
 def on_corruption_path(op: Operator) -> bool:
@@ -249,4 +300,5 @@ def noise_only(op: Operator) -> bool:
 def register_sampler(name: str, run, params: type, summary: str, **info) -> MethodInfo:
     """Register a diffusion sampler: NFE = ``params.nfe``, generates and restores on its path."""
     return register(MethodInfo(name=name, run=run, params=params, kind="sampler", summary=summary,
-                               nfe=lambda p: p.nfe, latent="noise (start and steps)", **info))
+                               nfe=lambda p: p.nfe, latent="noise (start and steps)",
+                               check_level=level_problem, **info))

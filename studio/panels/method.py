@@ -6,6 +6,15 @@ from the parameter dataclass. Widgets write `MethodState`; state changes made
 elsewhere (a recipe) rebuild the form. "Live" re-runs the method shortly after any
 input changes (latest wins on the engine thread).
 
+What can restore the current degradation (issue 15): the panel watches the degradation
+(`watch_degradation`) and greys the methods that no model can restore it with and the
+models that cannot, each with the registry's reason as tooltip (`Catalog.problem`,
+marked `MARK_DELAY_MS` after the last change, so a drag is not slowed); a calm line
+under the summary says why the current pair cannot and what to pick instead
+(`Catalog.advice`). Greyed entries stay selectable: a user may pick the method first and
+then the degradation. Live does not start a pair that cannot run (`refuses_live_run`,
+asked by the window); an explicit Run does, and the engine's error says the same.
+
 Methods with a latent z (`MethodInfo.latent`) get the latent control: a z seed and a
 slider that moves every sample's z along the great circle towards the z of
 ``z seed + k`` (`engine.core.rng.SampleRNG.latent`); with Live on, dragging re-runs.
@@ -13,7 +22,8 @@ slider that moves every sample's z along the great circle towards the z of
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGridLayout, QGroupBox,
                                QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout)
 from superqt import QLabeledDoubleSlider
@@ -21,6 +31,8 @@ from superqt import QLabeledDoubleSlider
 from studio.panels.param_form import ParamForm, combo
 
 MAX_SAMPLES = 64
+MARK_DELAY_MS = 150  # the pickers are marked this long after the degradation rests
+NOTE_STYLE = "color: #c9a04a;"  # amber, calm: a hint, not an error
 
 
 class MethodPanel(QGroupBox):
@@ -38,6 +50,16 @@ class MethodPanel(QGroupBox):
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.summary.setStyleSheet("font-style: italic;")
+        self.note = QLabel()  # why the current pair cannot restore the degradation
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet(NOTE_STYLE)
+        self.note.hide()
+        self._degradation_state = None
+        self._channels = lambda: 1
+        self.mark_timer = QTimer(self)
+        self.mark_timer.setSingleShot(True)
+        self.mark_timer.setInterval(MARK_DELAY_MS)
+        self.mark_timer.timeout.connect(self.mark_pickers)
         self.form = ParamForm()
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
@@ -89,6 +111,7 @@ class MethodPanel(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addLayout(pickers)
         layout.addWidget(self.summary)
+        layout.addWidget(self.note)
         layout.addWidget(self.form)
         layout.addWidget(self.nfe_label)
         layout.addLayout(seeds)
@@ -120,6 +143,7 @@ class MethodPanel(QGroupBox):
         self.method.blockSignals(False)
         self.setEnabled(True)
         self.sync()
+        self.mark_timer.start()
 
     def set_busy(self, busy: bool) -> None:
         self.stop_button.setEnabled(busy)
@@ -187,6 +211,89 @@ class MethodPanel(QGroupBox):
                                    "z seed + k (1). A deterministic sampler restoring from the "
                                    "measurement's own noise level draws none: nothing to move.")
         self.nfe_label.setText(self._nfe_text(info))
+        self._mark_models(self.degradation())
+
+    # -- what can restore the current degradation ----------------------------------------
+    def watch_degradation(self, state, channels=lambda: 1) -> None:
+        """Mark the pickers for a `DegradationState`'s values; ``channels()`` gives the
+        image's channel count (the model-free methods' operators depend on it)."""
+        self._degradation_state, self._channels = state, channels
+        state.events.all.connect(lambda *_: self.mark_timer.start())
+        self.mark_timer.start()
+
+    def degradation(self):
+        """The watched degradation, or None (none watched, or impossible values)."""
+        from engine.core.step import BadInputError
+
+        if self._degradation_state is None:
+            return None
+        try:
+            return self._degradation_state.degradation()
+        except BadInputError:
+            return None
+
+    def method_problem(self, method: str, problem) -> str | None:
+        """Why no model can restore the degradation with ``method`` (its first model's
+        reason), or None when one can; ``problem`` is a `Catalog.verdicts` function."""
+        if not self.catalog.methods[method].needs_prior:
+            return problem(method, None)
+        first = None
+        for model in self.catalog.image_models_for(method):  # stops at the first that can
+            reason = problem(method, model)
+            if reason is None:
+                return None
+            first = first or reason
+        return first
+
+    def mark_pickers(self) -> None:
+        """Grey the methods and models that cannot restore the degradation; say why."""
+        if self.catalog is None:
+            return
+        degradation = self.degradation()
+        problem = self.catalog.verdicts(degradation, self._channels()) if degradation is not None else None
+        for i in range(self.method.count()):
+            name = self.method.itemData(i)
+            reason = self.method_problem(name, problem) if problem is not None else None
+            self._mark(self.method, i, reason, self.catalog.methods[name].summary)
+        self._mark_models(degradation)
+
+    def _mark_models(self, degradation) -> None:
+        if self.catalog is None or degradation is None:
+            self.note.hide()
+            return
+        method = self.state.method
+        if method not in self.catalog.methods:
+            return
+        problem = self.catalog.verdicts(degradation, self._channels())
+        for i in range(self.model.count()):
+            model = self.model.itemData(i)
+            reason = problem(method, model) if model in self.catalog.models else None
+            self._mark(self.model, i, reason, "")
+        self._show_note(degradation)
+
+    def _mark(self, combo, index: int, reason: str | None, tip: str) -> None:
+        grey = self.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+        combo.setItemData(index, None if reason is None else grey, Qt.ItemDataRole.ForegroundRole)
+        text = tip if reason is None else f"{tip}\n\ncannot restore the current degradation: {reason}"
+        combo.setItemData(index, text.strip() or None, Qt.ItemDataRole.ToolTipRole)
+
+    def _show_note(self, degradation) -> str | None:
+        """The calm line under the summary: why the current pair cannot restore, what instead."""
+        s = self.state
+        advice = None
+        if degradation is not None and s.method in self.catalog.methods and \
+                (s.model in self.catalog.models or not self.catalog.methods[s.method].needs_prior):
+            advice = self.catalog.advice(s.method, s.model, degradation, self._channels())
+        self.note.setText(f"Cannot restore this: {advice}." if advice else "")
+        self.note.setVisible(advice is not None)
+        return advice
+
+    def refuses_live_run(self) -> bool:
+        """True (and the calm line says why) when the current pair cannot restore the
+        current degradation: Live then starts nothing."""
+        if self.catalog is None:
+            return False
+        return self._show_note(self.degradation()) is not None
 
     def _nfe_text(self, info) -> str:
         from engine.core.registry import make_params

@@ -7,6 +7,13 @@ from its own start distribution while the heat map shows ``log p_t`` at the curr
 level. Everything is computed on the engine thread (`studio.tasks.playground_events`).
 The view is fixed to ``[−EXTENT, EXTENT]²``; particles far out at t ≈ 1 (a VE schedule
 reaches σ = 10) come into view as they are run back (zoom out with the mouse wheel).
+
+Bias (issue 15): under the plot, each finished run's distance from the exact prior —
+W2 to an exact draw of the same size, next to W2 between two exact draws (what an
+unbiased sampler reads at this n), and the relative covariance and mean errors
+(`engine.evaluation.playground.sampler_bias`, computed on the engine thread). The last
+`BIAS_ROWS` runs stay listed, so naive and momentum (or any two samplers) can be read
+side by side.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from studio.tasks import playground_events
 EXTENT = 4.0  # half-width of the plotted square in data units
 GRID = 120  # density grid resolution
 DENSITY_RANGE = 12.0  # log-density levels shown below the maximum
+BIAS_ROWS = 4  # finished runs listed in the bias table
 
 
 class PlaygroundView(QWidget):
@@ -43,6 +51,13 @@ class PlaygroundView(QWidget):
         self.run_button.clicked.connect(self._request)
         self.status = QLabel("Choose a 2-D prior and a sampler.")
         self.status.setWordWrap(True)
+        self.bias = QLabel()
+        self.bias.setWordWrap(True)
+        self.bias.setToolTip("distance of the sampled particles from the exact prior: W2 to an "
+                             "exact draw of the same size (two exact draws read the value in "
+                             "brackets: an empirical W2 is never 0), and the relative errors of "
+                             "the covariance and the mean")
+        self.bias_rows: list[tuple[str, dict]] = []  # (method@model, bias), newest last
 
         self.plot = pg.PlotWidget()
         self.plot.setAspectLocked(True)
@@ -71,9 +86,12 @@ class PlaygroundView(QWidget):
         controls.addWidget(self.run_button)
         controls.addWidget(self.status)
         controls.addStretch(1)
+        plot_column = QVBoxLayout()
+        plot_column.addWidget(self.plot, 1)
+        plot_column.addWidget(self.bias)
         layout = QHBoxLayout(self)
         layout.addLayout(controls, 1)
-        layout.addWidget(self.plot, 3)
+        layout.addLayout(plot_column, 3)
         self.model.currentIndexChanged.connect(self._fill_methods)
         self.method.currentIndexChanged.connect(self._fill_form)
 
@@ -109,6 +127,23 @@ class PlaygroundView(QWidget):
     def _on_finished(self, ticket, result) -> None:
         if ticket.purpose == "playground":
             self.status.setText(self.status.text() + f" · done, NFE {result.metrics['nfe']}")
+            if "bias" in result.metrics:
+                self.show_bias(ticket.label.removesuffix(" particles"), result.metrics["bias"])
+
+    def show_bias(self, run: str, bias: dict) -> None:
+        """Add one finished run's bias (`SamplerBias` fields) to the table beside the plot."""
+        self.bias_rows = (self.bias_rows + [(run, bias)])[-BIAS_ROWS:]
+        rows = "".join(
+            f"<tr><td>{name}</td><td align='right'>{b['w2']:.3f}</td>"
+            f"<td align='right'>{b['w2_floor']:.3f}</td>"
+            f"<td align='right'>{100 * b['cov_error']:.1f} %</td>"
+            f"<td align='right'>{100 * b['mean_error']:.1f} %</td></tr>"
+            for name, b in reversed(self.bias_rows))
+        self.bias.setText(
+            "<table cellspacing='0' cellpadding='2'><tr><th align='left'>bias against the exact "
+            f"prior ({bias['points']} particles)</th><th>&nbsp;W2</th><th>&nbsp;W2 of two exact "
+            "draws</th><th>&nbsp;covariance error</th><th>&nbsp;mean error</th></tr>"
+            f"{rows}</table>")
 
     def show_particles(self, event) -> None:
         """Draw one `studio.tasks.Particles` event."""

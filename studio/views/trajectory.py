@@ -2,7 +2,8 @@
 
 Two modes share one scrubber: *reverse* (what the method did: x_t and its x̂0 at each
 recorded step, streamed while it runs) and *forward* (the clean image corrupted under
-the prior's schedule, x0 → x_T, with one fixed noise draw). Decisions:
+the prior's schedule, x0 → x_t, with one fixed noise draw, over the levels the reverse
+run covers: `studio.tasks.reverse_start`). Decisions:
 
 * Frames are 8-bit thumbnails (DESIGN §3). While a job runs the list grows by at most
   ≈25 frames a second; past `MAX_FRAMES` every other frame is dropped, so the whole
@@ -43,7 +44,7 @@ class TrajectoryView(QWidget):
         self.forward_note = "no prior"
 
         self.reverse_button = QRadioButton("Reverse (method)")
-        self.forward_button = QRadioButton("Forward x0 → x_T (prior's schedule)")
+        self.forward_button = QRadioButton("Forward x0 → x_t (prior's schedule, the run's levels)")
         self.reverse_button.setChecked(True)
         modes = QButtonGroup(self)
         for button in (self.reverse_button, self.forward_button):
