@@ -11,8 +11,9 @@ the engine's methods use):
 * ``generate-ladder``: ``generate(y_next, level, z)`` on a degradation ladder (RGM's
   generator).
 * ``task-sample``: ``sample(y, z)`` for the one task it was trained for (``task``: a
-  degradation spec in image units, e.g. "downsample=4,noise=0.05"); an amortized flow,
-  TIM's tower.
+  degradation spec in image units, e.g. "downsample=4,noise=0.05"); an amortized flow.
+* ``task-tower``: ``iterate_levels(y, codes)``, a task-bound sampler that decides
+  coarse to fine with one code per level (TIM's tower; ``task`` as above).
 * ``differentiable``: gradients may flow through it (``x_t`` may require grad and the
   model answers with a graph); methods that take gradients need it.
 
@@ -44,16 +45,19 @@ KIND_MODULES = (
     "engine.priors.learned",
     "engine.models.features",
     "engine.priors.rgm",
+    "engine.models.tim",
 )
 
 DENOISE = "denoise"
 GENERATE_LADDER = "generate-ladder"
 TASK_SAMPLE = "task-sample"
+TASK_TOWER = "task-tower"
 DIFFERENTIABLE = "differentiable"
 
 # What each capability means, in words a message can use ("X cannot <phrase>").
 PHRASES = {DENOISE: "denoise on a schedule", GENERATE_LADDER: "generate on a degradation ladder",
-           TASK_SAMPLE: "sample for a fixed task", DIFFERENTIABLE: "pass gradients"}
+           TASK_SAMPLE: "sample for a fixed task",
+           TASK_TOWER: "restore a fixed task level by level", DIFFERENTIABLE: "pass gradients"}
 
 
 @dataclass(frozen=True)

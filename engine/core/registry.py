@@ -66,6 +66,7 @@ METHOD_MODULES = (
     "engine.solvers.pnp_drs",
     "engine.solvers.dps",
     "engine.solvers.rmp",
+    "engine.solvers.tim",
 )
 
 

@@ -48,6 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
+from engine.core.capabilities import TASK_TOWER, register_kind
 from engine.core.step import BadInputError
 
 IMAGE_SIZE = 28
@@ -246,6 +247,7 @@ class TowerModel:
     """A loaded tower ("tim-tower" kind): samples the one task it was trained for."""
 
     kind = "tim-tower"
+    capabilities = frozenset({TASK_TOWER})
     data_range = (-1.0, 1.0)
 
     def __init__(self, net: Tower, name: str = "tim", info: dict | None = None):
@@ -265,8 +267,15 @@ class TowerModel:
         return TASKS[self.net.config.task]
 
     @property
-    def task(self) -> str:
+    def task_name(self) -> str:
+        """"sr4", "inpaint" or "pca10"."""
         return self.net.config.task
+
+    @property
+    def task(self) -> str | None:
+        """The degradation it was trained for (the registry's task-bound rule); None for
+        pca10, which has no project operator and completes any full-size image."""
+        return None if self.task_name == "pca10" else self.degradation
 
     @property
     def code_sizes(self) -> list[int]:
@@ -316,3 +325,6 @@ def load_tim_tower(model_dir: Path | str, device: str = "cpu") -> TowerModel:
     net = Tower(TowerConfig(**config["architecture"]))
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     return TowerModel(net.to(device), name=model_dir.name, info=config)
+
+
+register_kind("tim-tower", load_tim_tower, {TASK_TOWER})

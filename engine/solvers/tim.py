@@ -31,6 +31,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from engine.core.capabilities import TASK_TOWER
 from engine.core.operators import Degradation
 from engine.core.registry import Measurement, MethodInfo, param, register
 from engine.core.step import BadInputError, Step, UnsupportedOperatorError
@@ -45,7 +46,7 @@ class TimParams:
 
 def tower_input(tower, measurement: Measurement) -> torch.Tensor:
     """The measurement as the tower's input, refused if it is not the tower's task."""
-    if tower.task == "pca10":
+    if tower.task_name == "pca10":
         y = measurement.y
         if tuple(y.shape[1:]) != tower.shape:
             raise BadInputError(f"{tower.name} completes {tower.shape} images from their first "
@@ -89,6 +90,6 @@ register(MethodInfo(
     name="tim", run=tim, params=TimParams, kind="solver", family="TIM",
     summary="Tower Implicit Model: many plausible restorations of one input, decided "
             "coarse to fine, one network pass for all samples.",
-    nfe=lambda p: 1, generates=False, default_model="tim-sr4",
+    nfe=lambda p: 1, generates=False, default_model="tim-sr4", needs=(TASK_TOWER,),
     example_model="tim-sr4", example_degradation="downsample=4",
     latent="each tower level's code (style vector + noise map)"))

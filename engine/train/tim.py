@@ -243,8 +243,9 @@ def train_tim(out: Path, cfg: TowerConfig, imle: IMLESettings, settings: TrainSe
     day, wall = 0, 0.0
     if resume and (out / "train_state.json").exists():
         day, wall = load_train_state(out, tower, ema, optimizer, generator)
-    config = {"kind": "tim-tower", "architecture": cfg.to_dict(), "task": cfg.task,
-              "degradation": TASKS[cfg.task], "data_range": [-1.0, 1.0],
+    config = {"kind": "tim-tower", "architecture": cfg.to_dict(),
+              "task": None if cfg.task == "pca10" else TASKS[cfg.task],
+              "shape": [1, IMAGE_SIZE, IMAGE_SIZE], "data_range": [-1.0, 1.0],
               "imle": vars(imle), "training": {"seed": settings.seed, "lr": settings.lr,
               "ema": settings.ema, "device": settings.device, "git": git_revision(),
               "machine": platform.machine(), **settings.extra}}
@@ -388,7 +389,7 @@ def evaluate_tower(model, images: torch.Tensor, samples: int, seed: int = 0) -> 
     net = load_feature_network()
     perceptual = lambda a, b: metrics.perceptual_distance(a, b, net.features)
     # pca10 has no project operator: the tower projects y itself (engine.solvers.tim)
-    operator = Degradation.parse("none" if model.task == "pca10" else model.degradation).operator(1)
+    operator = Degradation.parse("none" if model.task_name == "pca10" else model.degradation).operator(1)
     restored = []
     for i, clean in enumerate(to_model_range(images)):
         y = model.net.measure(clean[None].to(model.device))
