@@ -297,6 +297,10 @@ class TowerModel:
             raise BadInputError(f"{self.name} expects measurements of shape {self.input_shape} "
                                 f"({self.degradation}), got {tuple(y.shape[1:])}")
         self.nfe += 1
+        yield from self._levels(y, codes)
+
+    def _levels(self, y: torch.Tensor, codes: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The tower's pass, level by level (uncounted: `iterate_levels` counts it)."""
         state = (None, None)
         for l in range(self.levels):
             with torch.no_grad():
