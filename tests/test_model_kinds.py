@@ -119,3 +119,14 @@ def test_jobs_on_a_cached_model_count_their_own_evaluations():
     first, second = Job(request).run(), Job(request).run()
     assert first.metrics["nfe"] == second.metrics["nfe"] == 5
     assert catalog.load_model("ring8").nfe >= 10
+
+
+def test_a_noise_free_task_accepts_noise_but_a_noisy_task_needs_its_level():
+    from engine.core.operators import Degradation
+    from engine.core.registry import matches_task
+
+    tower, flow = Degradation.parse("downsample=4"), Degradation.parse("noise=0.1")
+    assert matches_task(tower, Degradation.parse("downsample=4,noise=0.01"))
+    assert not matches_task(tower, Degradation.parse("downsample=2,noise=0.01"))
+    assert matches_task(flow, Degradation.parse("noise=0.1"))
+    assert not matches_task(flow, Degradation.parse("noise=0.05"))

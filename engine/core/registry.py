@@ -243,7 +243,7 @@ def why_not(info: MethodInfo, model: ModelSpec, degradation: Degradation | None 
         return (f"{info.name} works with {'/'.join(info.schedules)} priors, "
                 f"not with {model.name} ({model.schedule})")
     if degradation is not None and model.task is not None and \
-            degradation_type().parse(model.task) != degradation:
+            not matches_task(degradation_type().parse(model.task), degradation):
         return (f"{model.name} was trained for {model.task}; the measurement is "
                 f"{degradation.spec()}")
     if degradation is None:
@@ -256,6 +256,15 @@ def why_not(info: MethodInfo, model: ModelSpec, degradation: Degradation | None 
         return info.check_level(model.corruption_path, op, degradation.noise * unit, unit,
                                 f"{info.name}@{model.name}")
     return None
+
+
+def matches_task(task: Degradation, degradation: Degradation) -> bool:
+    """A task-bound model serves its own degradation. A task trained noise-free (a TIM
+    tower) names no noise level and accepts the measurement's noise; a task with a noise
+    level (an APS flow) needs exactly that level."""
+    if task.noise == 0:
+        return task == degradation.replace(noise=0.0)
+    return task == degradation
 
 
 def cannot_restore(info: MethodInfo, model: ModelSpec | None, degradation: Degradation,
