@@ -8,6 +8,12 @@ Decisions:
   like and the readout converts back to each image's own pixel.
 * Magnification is nearest-neighbour (pyqtgraph draws without smoothing); y points
   down, the aspect ratio is locked.
+* The view is the image's, not the widget's: a canvas keeps either "fitted" (the
+  whole scene rectangle, the default and Ctrl+0) or the rectangle the user zoomed or
+  panned to (`view_rect`, taken from the mouse's manual range changes), and re-applies
+  it whenever its view box is resized. pyqtgraph's own auto-range does not survive
+  linked, aspect-locked views being squeezed to a few pixels (a splitter dragged down
+  and back left the range at −990…1018), so it is not used.
 * Heat maps (per-pixel std, error) use a perceptual colour map with explicit levels,
   stated in the badge, so two maps with different ranges are not mistaken for equal.
   (A colour bar inside the view would make it narrower than its linked neighbours,
@@ -38,6 +44,7 @@ class ImageCanvas(QWidget):
         self.title = title
         self.array: np.ndarray | None = None  # what is shown, (H, W[, 3]) uint8 or float
         self.extent = (1.0, 1.0)
+        self.linked: list[ImageCanvas] = []  # canvases sharing this one's zoom (`link_to`)
         self.title_label = QLabel(f"<b>{title}</b>")
         self.badge = QLabel("")
         self.badge.setObjectName("badge")
@@ -55,6 +62,10 @@ class ImageCanvas(QWidget):
         self.view.setBackground(BACKGROUND)
         self.view.ci.setContentsMargins(0, 0, 0, 0)
         self.box = self.view.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.box.disableAutoRange()
+        self.view_rect: QRectF | None = None  # what the user zoomed to; None = fitted
+        self.box.sigRangeChangedManually.connect(self._on_manual_range)
+        self.box.sigResized.connect(lambda *_: self._apply_view())
         self.item = pg.ImageItem(axisOrder="row-major")
         self.box.addItem(self.item)
         self.placeholder = pg.TextItem("—", color="#777777", anchor=(0.5, 0.5))
@@ -137,12 +148,34 @@ class ImageCanvas(QWidget):
 
     def reset_zoom(self) -> None:
         """Fit the scene rectangle, and keep fitting it as the view resizes (until zoomed)."""
-        self.box.setRange(QRectF(0, 0, *self.extent), padding=0.02)
-        self.box.enableAutoRange()
+        for canvas in self._group():
+            canvas.view_rect = None
+        self._apply_view()
+
+    def _apply_view(self) -> None:
+        """Show the user's rectangle, or the whole image, at the view's current size."""
+        if self.box.width() < 1 or self.box.height() < 1:
+            return  # squeezed to nothing: keep the rectangle for when it grows again
+        if self.view_rect is None:
+            self.box.setRange(QRectF(0, 0, *self.extent), padding=0.02)
+        else:
+            self.box.setRange(self.view_rect, padding=0)
+
+    def _on_manual_range(self, *_) -> None:
+        """The user zoomed or panned (wheel, drag): keep that rectangle, in every linked view."""
+        rect = QRectF(self.box.targetRect())
+        for canvas in self._group():
+            canvas.view_rect = rect
+
+    def _group(self) -> list["ImageCanvas"]:
+        return [self, *self.linked]
 
     def link_to(self, other: "ImageCanvas") -> None:
         self.box.setXLink(other.box)
         self.box.setYLink(other.box)
+        group = {id(c): c for c in (self, *self.linked, other, *other.linked)}
+        for canvas in group.values():
+            canvas.linked = [c for c in group.values() if c is not canvas]
 
     # -- readout ----------------------------------------------------------------------
     def pixel_at(self, x: float, y: float) -> tuple[int, int] | None:
