@@ -8,8 +8,10 @@ A mixin of `studio.main_window.MainWindow`. Decisions:
   degradation field (σ_y, an operator field, the measurement seed), or the method or
   model when that changes the working image (a model needs another shape). Parameters,
   seeds, n and the latent slider never recompute it. Any input change makes a running
-  restoration stale: with Live off it is stopped at once; with Live on a throttled
-  re-run follows (`LIVE_INTERVAL_MS`, leading and trailing). A live run younger than
+  restoration stale. With Live off it keeps running (the user asked for it; stopping it
+  at a nudge of a slider lost 397 steps of DDPM) and the changed inputs wait for the
+  next Run: the views caption the run they show, amber once the settings differ
+  (`studio.runs`). With Live on a throttled re-run follows (`LIVE_INTERVAL_MS`, leading and trailing). A live run younger than
   `LIVE_PATIENCE_MS` is left to finish and the latest settings run right after it, so a
   fast method shows a result at its own pace while a slider is dragged (superseding it
   at every move would show none); an older, slow one is superseded at once.
@@ -89,6 +91,7 @@ class PreviewMixin:
         if not self._ready():
             return
         if self._update_working_image():
+            self.clear_results()  # they showed another image
             self.update_preview()
         self._inputs_changed()
 
@@ -99,16 +102,14 @@ class PreviewMixin:
         self._inputs_changed()
 
     def _inputs_changed(self) -> None:
-        """A running restoration is stale: with Live on, the throttled re-run supersedes it
-        when it starts (so a fast job may still finish and show); else it stops now."""
+        """The shown runs may be stale: say so. With Live on, the throttled re-run
+        supersedes a running one when it starts (so a fast job may still finish and
+        show); with Live off the running job goes on and the next Run uses the inputs."""
         if not self._ready():
             return
+        self.mark_stale()
         if self.method_panel.live.isChecked():
             self.live_throttler.throttle()
-            return
-        current = self.controller.current
-        if current is not None and current.purpose == "restore":
-            self.controller.stop()
 
     def _update_working_image(self) -> bool:
         """Convert the source for the chosen model; True if the working image changed."""

@@ -32,6 +32,7 @@ from studio.views.images import display_array
 BACKGROUND = "#1e1f22"
 HEAT_MAP = "viridis"
 HEADER_HEIGHT = 22
+CAPTION, STALE = "#9aa4b2", "#e0b050"  # which run a canvas shows; amber: settings changed since
 
 
 class ImageCanvas(QWidget):
@@ -45,6 +46,7 @@ class ImageCanvas(QWidget):
         self.array: np.ndarray | None = None  # what is shown, (H, W[, 3]) uint8 or float
         self.extent = (1.0, 1.0)
         self.linked: list[ImageCanvas] = []  # canvases sharing this one's zoom (`link_to`)
+        self.caption, self.stale = "", False  # which run the canvas shows (`set_caption`)
         self.title_label = QLabel(f"<b>{title}</b>")
         self.badge = QLabel("")
         self.badge.setObjectName("badge")
@@ -141,6 +143,15 @@ class ImageCanvas(QWidget):
         self.before_item.setImage(self.before[:, :max(columns, 1)], levels=(0, 255))
         self.before_item.setRect(QRectF(0, 0, columns * self.extent[0] / w, self.extent[1]))
         self.before_item.setVisible(columns > 0)
+
+    def set_caption(self, caption: str = "", tip: str = "", stale: bool = False) -> None:
+        """Say which run the canvas shows next to its title (``"run 3 · ddim@vp"``);
+        ``stale``: the settings changed since that run (amber)."""
+        colour = STALE if stale else CAPTION
+        self.caption, self.stale = caption, stale
+        self.title_label.setText(f"<b>{self.title}</b>" + (
+            f" <span style='color:{colour}'>{caption}</span>" if caption else ""))
+        self.title_label.setToolTip(tip)
 
     def set_badge(self, text: str) -> None:
         self.badge.setText(text)

@@ -82,3 +82,118 @@ def test_a_users_zoom_survives_resizes_relative_to_the_image(window, qtbot):
     window.reset_zoom()  # Ctrl+0
     settle(qtbot)
     assert fits(clean, 28, 28) and fits(result, 28, 28)
+
+
+# -- item 2: every view says which run it shows, or clears --------------------------------
+
+def test_views_name_their_run_and_clear_when_it_no_longer_applies(window, qtbot, run_to_end):
+    result, error = window.canvases["result"], window.canvases["|result − clean|"]
+    live = window.canvases["live x̂0"]
+    window.choose_method("ddim", "empirical-vp", {"nfe": 5})
+    window.state.degradation.set_spec("noise=0.2")
+    run_to_end()
+    for view in (result, error, live, window.diversity.mean_canvas):
+        assert "run 1 · ddim@empirical-vp" in view.caption and not view.stale
+    assert "seed 0" in result.title_label.toolTip()
+    assert "run 1" in window.diversity.summary.text()
+
+    window.choose_method("tikhonov", None, {})  # the views still show run 1: say so, amber
+    assert result.stale and error.stale and window.diversity.mean_canvas.stale
+    assert "run 1 · ddim@empirical-vp" in result.caption
+    run_to_end()
+    assert "run 2 · tikhonov" in result.caption and not result.stale
+
+    window.choose_demo(3)  # another image: the old result is another image's
+    for view in (result, error, live):
+        assert view.array is None and view.caption == "" and view.badge.text() == ""
+    assert window.diversity.count == 0 and window.outcome is None
+
+
+def test_a_failed_run_clears_the_live_views_and_its_error_goes_when_a_run_succeeds(window, qtbot,
+                                                                                  run_to_end):
+    window.choose_method("ddim", "empirical-vp", {"nfe": 5})
+    window.state.degradation.set_spec("noise=0.2")
+    run_to_end()
+    window.state.degradation.set_spec("blur=2,noise=0.05")  # not on a VP model's path
+    with qtbot.waitSignal(window.controller.failed, timeout=30_000):
+        window.run_job()
+    assert window.messages.isVisible() and window.messages.level == "error"
+    assert window.canvases["live x̂0"].array is None and window.canvases["live x̂0"].caption == ""
+    assert "run 1" in window.canvases["result"].caption and window.canvases["result"].stale
+    window.choose_method("tikhonov", None, {})
+    run_to_end()  # the cause is gone: a later restoration succeeded
+    assert not window.messages.isVisible()
+    assert "run 3 · tikhonov" in window.canvases["result"].caption
+
+
+def test_a_stopped_run_is_captioned_stopped_and_the_bar_stays_where_it_stopped(window, qtbot):
+    ticket = start_long_ddpm(window, qtbot)
+    qtbot.waitUntil(lambda: window.canvases["live x̂0"].caption != "", timeout=10_000)
+    with qtbot.waitSignal(window.controller.cancelled, timeout=10_000):
+        window.controller.stop()
+    assert window.canvases["live x̂0"].caption.endswith("· stopped")
+    bar = window.progress  # item 7: never 100 % after a cancel
+    assert bar.value() < bar.maximum() and "stopped" in bar.text() and "100" not in bar.text()
+    assert ticket.steps < 397
+
+
+# -- item 3: with Live off an input change does not cancel the running job -------------
+
+def test_with_live_off_changing_inputs_lets_the_running_job_finish(window, qtbot):
+    cancelled = []
+    window.controller.cancelled.connect(cancelled.append)
+    ticket = start_long_ddpm(window, qtbot)
+    window.degradation_panel.noise.setValue(0.5)  # the user nudges noise during the run
+    window.state.method.seed = 3
+    window.method_panel.form.editor("nfe").setValue(50)
+    at_change = ticket.steps
+    qtbot.waitUntil(lambda: ticket.steps > at_change + 3, timeout=30_000)
+    assert window.controller.current is ticket and cancelled == []
+    assert window.canvases["live x̂0"].stale  # it shows the run of the old settings
+    with qtbot.waitSignal(window.controller.cancelled, timeout=10_000):
+        window.controller.stop()
+
+
+def test_with_live_on_an_input_change_supersedes_the_running_job(window, qtbot):
+    ticket = start_long_ddpm(window, qtbot)
+    qtbot.wait(300)  # older than LIVE_PATIENCE_MS: superseded at once (latest wins)
+    window.method_panel.live.setChecked(True)
+    window.degradation_panel.noise.setValue(0.5)
+    qtbot.waitUntil(lambda: window.controller.current is not ticket, timeout=10_000)
+    window.method_panel.live.setChecked(False)
+    window.controller.stop()
+    window.controller.wait()
+
+
+# -- item 7: the counters are the job's -----------------------------------------------------
+
+def test_the_nfe_shown_is_the_jobs_own_and_its_rate_excludes_pauses(window, qtbot):
+    import time
+
+    frames = []
+    window.controller.frame.connect(lambda ticket, frame: frames.append(frame))
+    window.choose_method("ddpm", "empirical-vp", {"nfe": 1000})
+    window.state.degradation.set_spec("noise=1")  # y lies at level 397 of 1000
+    window.state.method.n = 2
+    started = time.perf_counter()
+    window.run_job()
+    qtbot.waitUntil(lambda: len(frames) > 0, timeout=30_000)
+    assert frames[0].total == 397
+    assert "NFE: 397" in window.method_panel.nfe_label.text()
+    qtbot.waitUntil(lambda: "NFE" in window.status_text.text(), timeout=10_000)
+    assert "/397" in window.status_text.text() and "/1000" not in window.status_text.text()
+    assert window.progress.maximum() == 397
+
+    with qtbot.waitSignal(window.controller.paused_changed, timeout=10_000):
+        window.controller.toggle_pause()
+    qtbot.wait(1000)  # a second paused: not the job's time
+    pause_over = time.perf_counter()
+    window.controller.toggle_pause()
+    count = len(frames)
+    qtbot.waitUntil(lambda: len(frames) > count + 1, timeout=30_000)
+    frame = frames[-1]
+    wall = time.perf_counter() - started
+    assert frame.elapsed <= wall - 0.9, (frame.elapsed, wall)  # the paused second is not counted
+    assert frame.nfe_rate >= frame.nfe / (pause_over - started + 1e-9)
+    with qtbot.waitSignal(window.controller.cancelled, timeout=10_000):
+        window.controller.stop()
