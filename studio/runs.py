@@ -12,8 +12,8 @@ Decisions:
 * The frame thumbnails are the job's own (`engine.core.jobs.Job.latest_frame`): made
   once per step, on the engine thread.
 * Provenance: every restoration submitted is a numbered `Run`, and every view of one
-  says which (the canvases' captions, "run 3 · ddim@vp", with seed, samples and
-  degradation in the tooltip; the gallery's summary). When the settings differ from
+  says which (a caption on each canvas's corner, "run 3 · ddim@vp · seed 0", with the
+  samples and degradation in its tooltip; the gallery's summary). When the settings differ from
   those of the run shown the caption turns amber. A new working image clears the
   result, error, live canvases and gallery (they belong to another image); a failed
   run clears the live canvases (its partial frames are no result); a stopped one
@@ -52,7 +52,7 @@ class Run:
 
     @property
     def caption(self) -> str:
-        return f"run {self.number} · {self.label}"
+        return f"run {self.number} · {self.label} · seed {self.seed}"
 
     @property
     def description(self) -> str:
@@ -123,10 +123,10 @@ class RunMixin:
         stale, tip = self._caption(RESULT_CANVASES, self._shown)
         if self.outcome is None:
             return
-        self.canvases["result"].set_caption(
-            f"#{self.selected}" + (f" · {self._shown.caption}" if self._shown else ""),
-            f"sample {self.selected} of {len(self.outcome.result.samples)} (click a tile in the "
-            f"Diversity tab to show another)\n{tip}", stale)
+        canvas = self.canvases["result"]
+        canvas.title_label.setText(f"<b>result</b> #{self.selected}")
+        canvas.title_label.setToolTip(f"sample {self.selected} of {len(self.outcome.result.samples)} "
+                                      f"(click a tile in the Diversity tab to show another)\n{tip}")
         self.diversity.set_caption(self._shown.caption if self._shown else "", tip, stale)
 
     def clear_results(self) -> None:
@@ -187,8 +187,8 @@ class RunMixin:
             self._live, self._live_suffix = run, ""
             self._caption(LIVE_CANVASES, run)
             if frame.nfe:
-                self.method_panel.nfe_label.setText(
-                    f"NFE: {planned} in {run.caption} ({frame.total} steps from where it starts)")
+                self.method_panel.nfe_label.setText(f"NFE: {planned} in run {run.number} "
+                                                    f"({frame.total} steps)")
         t = "" if frame.t != frame.t else f"t = {frame.t:.3f}"
         self.canvases["live x_t"].set_image(frame.x_t)
         self.canvases["live x_t"].set_badge(t)
@@ -215,9 +215,8 @@ class RunMixin:
             for k, (t, x_t, x0) in enumerate(result.trajectory)])
         self.diversity.set_outcome(outcome)
         self.show_sample(0)
-        self.method_panel.nfe_label.setText(
-            f"NFE: {result.metrics['nfe']} in {self._shown.caption}" if self._shown else
-            self.method_panel.nfe_label.text())
+        if self._shown is not None:
+            self.method_panel.nfe_label.setText(f"NFE: {result.metrics['nfe']} in run {self._shown.number}")
         m = result.metrics
         how = "Stopped early; kept x̂0" if result.stopped else "Done"
         self._set_status(f"{how}: {ticket.label}, {m['n']} sample(s), NFE {m['nfe']}, "

@@ -27,11 +27,12 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from studio.views.images import display_array
+from studio.views.images import display_array, display_stride
 
 BACKGROUND = "#1e1f22"
 HEAT_MAP = "viridis"
 HEADER_HEIGHT = 22
+DISPLAY_MAX = 1024  # longest side drawn; a larger image is shown as every k-th pixel
 CAPTION, STALE = "#9aa4b2", "#e0b050"  # which run a canvas shows; amber: settings changed since
 
 
@@ -44,6 +45,7 @@ class ImageCanvas(QWidget):
         super().__init__(parent)
         self.title = title
         self.array: np.ndarray | None = None  # what is shown, (H, W[, 3]) uint8 or float
+        self.size = (1, 1)  # the image's own (H, W); the array may show every k-th pixel
         self.extent = (1.0, 1.0)
         self.linked: list[ImageCanvas] = []  # canvases sharing this one's zoom (`link_to`)
         self.caption, self.stale = "", False  # which run the canvas shows (`set_caption`)
@@ -83,6 +85,11 @@ class ImageCanvas(QWidget):
         self.split_line.setToolTip("drag: before (left) | after (right)")
         self.split_line.sigPositionChanged.connect(self._show_split)
 
+        self.caption_label = QLabel(self.view)  # over the view: the header keeps its room
+        self.caption_label.setWordWrap(True)
+        self.caption_label.move(3, 3)
+        self.caption_label.hide()
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
@@ -91,14 +98,24 @@ class ImageCanvas(QWidget):
         self.set_extent(1.0, 1.0)
 
     # -- content ----------------------------------------------------------------------
-    def set_image(self, image, levels: tuple[float, float] | None = None) -> None:
-        """Show a (C, H, W) tensor, an (H, W[, C]) uint8 array or a float heat map; None clears."""
+    def set_image(self, image, levels: tuple[float, float] | None = None, shown=None) -> None:
+        """Show a (C, H, W) tensor, an (H, W[, C]) uint8 array or a float heat map; None clears.
+
+        ``shown``: its display array, already made (off the GUI thread, for a large image)."""
         if image is None:
             self.array = None
             self.item.clear()
             self.placeholder.show()
             return
-        array = image if (isinstance(image, np.ndarray) and image.dtype != np.uint8) else display_array(image)
+        heat = isinstance(image, np.ndarray) and image.dtype != np.uint8
+        self.size = tuple(image.shape[:2] if isinstance(image, np.ndarray) else image.shape[-2:])
+        if shown is not None:
+            array = shown
+        elif heat:
+            k = display_stride(*self.size, DISPLAY_MAX)
+            array = image[::k, ::k] if k > 1 else image
+        else:
+            array = display_array(image, DISPLAY_MAX)
         self.array = array
         self.placeholder.hide()
         if self.heat:
@@ -131,7 +148,7 @@ class ImageCanvas(QWidget):
             self.box.addItem(self.before_item)
             self.box.addItem(self.split_line, ignoreBounds=True)
             self.split_line.setValue(self.extent[0] / 2)
-        self.before = display_array(before)
+        self.before = display_array(before, DISPLAY_MAX)
         self._show_split()
 
     def _show_split(self) -> None:
@@ -145,13 +162,28 @@ class ImageCanvas(QWidget):
         self.before_item.setVisible(columns > 0)
 
     def set_caption(self, caption: str = "", tip: str = "", stale: bool = False) -> None:
-        """Say which run the canvas shows next to its title (``"run 3 · ddim@vp"``);
-        ``stale``: the settings changed since that run (amber)."""
-        colour = STALE if stale else CAPTION
+        """Say which run the canvas shows, on the image's top-left corner (``"run 3 ·
+        ddim@vp"``); ``stale``: the settings changed since that run (amber, said)."""
         self.caption, self.stale = caption, stale
-        self.title_label.setText(f"<b>{self.title}</b>" + (
-            f" <span style='color:{colour}'>{caption}</span>" if caption else ""))
-        self.title_label.setToolTip(tip)
+        self.caption_label.setText(caption + (" · settings changed since" if stale else ""))
+        self.caption_label.setStyleSheet(
+            f"background: rgba(20, 20, 24, 190); color: {STALE if stale else CAPTION}; "
+            "padding: 1px 4px; border-radius: 3px;")
+        self.caption_label.setToolTip(tip)
+        self._fit_caption()
+        self.caption_label.setVisible(bool(caption))
+
+    def _fit_caption(self) -> None:
+        """Wrap the caption within the view's width (a narrow canvas gets more lines)."""
+        label = self.caption_label
+        natural = label.fontMetrics().horizontalAdvance(label.text()) + 10  # + padding
+        width = max(60, min(natural, self.width() - 6))
+        height = label.heightForWidth(width)
+        label.setFixedSize(width, height if height > 0 else label.sizeHint().height())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_caption()
 
     def set_badge(self, text: str) -> None:
         self.badge.setText(text)
@@ -193,21 +225,23 @@ class ImageCanvas(QWidget):
         """The (column, row) of this canvas's own image under scene point (x, y)."""
         if self.array is None:
             return None
-        h, w = self.array.shape[:2]
+        h, w = self.size
         col, row = int(np.floor(x / self.extent[0] * w)), int(np.floor(y / self.extent[1] * h))
         return (col, row) if 0 <= col < w and 0 <= row < h else None
 
     def readout(self, x: float, y: float) -> str:
+        """The pixel's value; for an image shown as every k-th pixel, the shown one's (≈)."""
         pixel = self.pixel_at(x, y)
         if pixel is None:
             return ""
         col, row = pixel
-        value = self.array[row, col]
+        (h, w), (shown_h, shown_w) = self.size, self.array.shape[:2]
+        value = self.array[row * shown_h // h, col * shown_w // w]
         if self.array.dtype == np.uint8:
             value = value / 255.0
         text = (f"{float(value):.3f}" if np.ndim(value) == 0
                 else "(" + ", ".join(f"{float(v):.3f}" for v in value) + ")")
-        return f"{self.title} ({col}, {row}): {text}"
+        return f"{self.title} ({col}, {row}): {'' if shown_h == h else '≈'}{text}"
 
     def _on_mouse(self, scene_pos) -> None:
         point = self.box.mapSceneToView(scene_pos)

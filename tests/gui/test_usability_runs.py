@@ -197,3 +197,54 @@ def test_the_nfe_shown_is_the_jobs_own_and_its_rate_excludes_pauses(window, qtbo
     assert frame.nfe_rate >= frame.nfe / (pause_over - started + 1e-9)
     with qtbot.waitSignal(window.controller.cancelled, timeout=10_000):
         window.controller.stop()
+
+
+# -- item 11 (and issue 17 item 3): a large photo is read, converted and measured off the GUI thread
+
+def test_opening_a_large_photo_leaves_the_gui_thread_free(window, qtbot, tmp_path, monkeypatch):
+    import threading
+
+    from PIL import Image
+
+    import engine.core.operators as operators
+    import engine.io.imageio as imageio
+    from studio.views.canvas import DISPLAY_MAX
+
+    side = 1100  # above studio.preview.LARGE_PIXELS, small enough for a test
+    rng = np.random.default_rng(0)
+    path = tmp_path / "large.png"
+    Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path, compress_level=1)
+    where = {}
+    for module, name in ((imageio, "load_image"), (operators, "measure_image")):
+        original = getattr(module, name)
+
+        def spy(*args, _original=original, _name=name, **kwargs):
+            where.setdefault(_name, threading.get_ident())
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(module, name, spy)
+    window.choose_method("tikhonov", None, {})  # keeps the photo at its size
+    window.state.degradation.set_spec("noise=0.1")
+    gui = threading.get_ident()
+    where.clear()
+    assert window.open_path(str(path))
+    degraded = window.canvases["degraded"]
+    qtbot.waitUntil(lambda: window.working.shape[-1] == side and degraded.size == (side, side)
+                    and "dB" in degraded.badge.text(), timeout=30_000)
+    assert where["load_image"] != gui and where["measure_image"] != gui
+    clean = window.canvases["clean"]
+    assert max(clean.array.shape[:2]) <= DISPLAY_MAX < side  # shown as every k-th pixel
+    k = -(-side // DISPLAY_MAX)
+    expected = np.asarray(Image.open(path))[::k, ::k]
+    np.testing.assert_array_equal(clean.array, expected)
+    assert clean.pixel_at(side - 0.5, side - 0.5) == (side - 1, side - 1)  # the photo's own pixel
+    assert clean.readout(1.5, 0.5).startswith("clean (1, 0): ≈")
+
+
+def test_the_random_input_bench_reports_stalls_and_what_preceded_them(qtbot):
+    from studio.bench import run
+
+    report = run(quick=True, method="ddim@empirical-vp", nfe=20, n=1, only=("random_input",),
+                 actions=25, seed=0)["random_input"]
+    assert report["actions"] == 40 and report["ticks"] > 10  # quick: 40 actions
+    assert 0 <= report["median_stall_ms"] <= report["p99_stall_ms"] <= report["longest_stall_ms"]
+    assert len(report["worst"]) == 5 and all(w["after"] for w in report["worst"])
