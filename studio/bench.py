@@ -1,4 +1,5 @@
-"""GUI benchmarks: ``python -m studio.bench [--json OUT] [--quick] [--method SPEC] [--nfe N]``.
+"""GUI benchmarks: ``python -m studio.bench [--json OUT] [--quick] [--method SPEC] [--nfe N]
+[--actions N] [--seed S] [--large SIDE] [--only SECTION ...]``.
 
 The numbers the studio promises, measured on the real window (offscreen works), in
 one run:
@@ -21,6 +22,15 @@ one run:
   ``tikhonov`` on the 28×28 demo image with the window's default 8 samples (goal ≥ 15),
   then whether the result after the drag is the one of the final slider value.
 
+* ``random_input``: the event loop's stalls while a seeded random user
+  (`studio.random_input`) clicks buttons, moves sliders, changes combo boxes and spin
+  boxes, picks images and switches tabs, one action every 20–120 ms, for ``--actions``
+  actions (300; 40 with ``--quick``); measured like ``stall``, with the five worst stalls
+  and the action before each. Goal: p99 ≤ 30 ms, longest ≤ 100 ms.
+* ``open_large``: the longest stall while a ``--large`` × ``--large`` (6000) RGB PNG is
+  opened through the window's file path, until its degraded preview is shown.
+
+The window is measured after start-up has finished (`MainWindow.warm_up` joined).
 The 256×256 RGB image is demo image 0 upscaled (nearest) and coloured, opened through
 the window's file path, with the Tikhonov baseline selected so no model conversion
 shrinks it. Timings are medians over this run; compare ratios within one run only.

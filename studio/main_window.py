@@ -213,7 +213,8 @@ class MainWindow(PreviewMixin, RunMixin, FileMenuMixin, QMainWindow):
         from studio.catalog import Catalog
 
         torch.set_num_threads(1)  # on the GUI thread only: previews are small (studio.preview)
-        self.warm_up = threading.Thread(target=warm_up_torch, name="warm-up", daemon=True)
+        # not a daemon: killed inside torch at exit, it would abort the process
+        self.warm_up = threading.Thread(target=warm_up_torch, name="warm-up")
         self.warm_up.start()
         self.degradation_panel.set_rows(degradation_rows(), allowed_values)
         self.catalog = Catalog()

@@ -46,8 +46,9 @@ def to_qimage(array: np.ndarray) -> QImage:
 
 
 def pixmap(array: np.ndarray, size: int) -> QPixmap:
-    """A square-fitting, nearest-neighbour magnified pixmap of at most ``size`` pixels."""
-    image = to_qimage(array)
+    """A square-fitting, nearest-neighbour magnified pixmap of at most ``size`` pixels
+    (a larger image is first reduced to every k-th pixel, nearest, as the scaling is)."""
+    image = to_qimage(display_array(array, max_side=size))
     return QPixmap.fromImage(image.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
                                           Qt.TransformationMode.FastTransformation))
 
