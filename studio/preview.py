@@ -149,6 +149,8 @@ class PreviewMixin:
         self.canvases.set_extent(w, h)
         self.trajectory.set_extent(w, h)
         self.canvases["clean"].set_image(image, shown=shown)
+        if is_large(image):  # its preview takes a while: not the last image's meanwhile
+            self.canvases["degraded"].set_image(None)
         self.degradation_panel.set_image_shape((c, h, w))
         return True
 

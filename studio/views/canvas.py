@@ -176,7 +176,8 @@ class ImageCanvas(QWidget):
     def _fit_caption(self) -> None:
         """Wrap the caption within the view's width (a narrow canvas gets more lines)."""
         label = self.caption_label
-        natural = label.fontMetrics().horizontalAdvance(label.text()) + 10  # + padding
+        label.ensurePolished()  # the style sheet's font and padding apply from here on
+        natural = label.fontMetrics().horizontalAdvance(label.text()) + 16  # + padding, frame
         width = max(60, min(natural, self.width() - 6))
         height = label.heightForWidth(width)
         label.setFixedSize(width, height if height > 0 else label.sizeHint().height())
