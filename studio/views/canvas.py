@@ -164,6 +164,8 @@ class ImageCanvas(QWidget):
     def set_caption(self, caption: str = "", tip: str = "", stale: bool = False) -> None:
         """Say which run the canvas shows, on the image's top-left corner (``"run 3 ·
         ddim@vp"``); ``stale``: the settings changed since that run (amber, said)."""
+        if (caption, stale, tip) == (self.caption, self.stale, self.caption_label.toolTip()):
+            return  # called at every input change: a style sheet costs a re-polish
         self.caption, self.stale = caption, stale
         self.caption_label.setText(caption + (" · settings changed since" if stale else ""))
         self.caption_label.setStyleSheet(
