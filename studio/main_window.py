@@ -252,5 +252,6 @@ class MainWindow(PreviewMixin, RunMixin, FileMenuMixin, QMainWindow):
 
     def closeEvent(self, event) -> None:
         self.save_settings()
+        self.background.cancel_all()
         self.controller.shutdown()
         super().closeEvent(event)
