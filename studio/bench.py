@@ -1,4 +1,5 @@
-"""GUI benchmarks: ``python -m studio.bench [--json OUT] [--quick] [--method SPEC] [--nfe N]``.
+"""GUI benchmarks: ``python -m studio.bench [--json OUT] [--quick] [--method SPEC] [--nfe N]
+[--actions N] [--seed S] [--large SIDE] [--only SECTION ...]``.
 
 The numbers the studio promises, measured on the real window (offscreen works), in
 one run:
@@ -21,6 +22,16 @@ one run:
   ``tikhonov`` on the 28×28 demo image with the window's default 8 samples (goal ≥ 15),
   then whether the result after the drag is the one of the final slider value.
 
+* ``random_input``: the event loop's stalls while a seeded random user
+  (`studio.random_input`) clicks buttons, moves sliders, changes combo boxes and spin
+  boxes, picks images and switches tabs, one action every 20–120 ms, for ``--actions``
+  actions (300; at most 40 with ``--quick``); measured like ``stall``, with the five worst stalls
+  and the action before each. Goal: p99 ≤ 30 ms, longest ≤ 100 ms.
+* ``open_large``: the longest stall while a ``--large`` × ``--large`` (6000) RGB PNG is
+  opened through the window's file path, until its degraded preview is shown
+  (at most 1500 with ``--quick``).
+
+The window is measured after start-up has finished (`MainWindow.warm_up` joined).
 The 256×256 RGB image is demo image 0 upscaled (nearest) and coloured, opened through
 the window's file path, with the Tikhonov baseline selected so no model conversion
 shrinks it. Timings are medians over this run; compare ratios within one run only.
@@ -36,6 +47,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from studio.random_input import stall_gaps
 
 PREVIEW_SLIDERS = {  # slider → values swept (each differs from the previous one)
     "noise": [0.02, 0.05, 0.1, 0.2, 0.3],
@@ -69,6 +82,28 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, 100 * q, method="nearest"))  # an observed value
 
 
+def _ticking(interval_ms: float = TIMER_MS):
+    """A started repeating timer, the list its firing times (ms) go to, and their clock."""
+    from PySide6.QtCore import QElapsedTimer, QTimer
+
+    clock, ticks = QElapsedTimer(), []
+    timer = QTimer()
+    timer.setInterval(interval_ms)
+    timer.timeout.connect(lambda: ticks.append(clock.nsecsElapsed() / 1e6))
+    clock.start()
+    timer.start()
+    return timer, ticks, clock
+
+
+def _stalls(ticks: list[float]) -> dict:
+    gaps = stall_gaps(ticks, TIMER_MS)
+    worst = max(range(len(gaps)), key=gaps.__getitem__) if gaps else 0
+    return {"longest_stall_ms": gaps[worst] if gaps else 0.0,
+            "longest_stall_at_s": ticks[worst] / 1e3 if gaps else 0.0,
+            "p99_stall_ms": percentile(gaps, 0.99) if gaps else 0.0,
+            "median_stall_ms": statistics.median(gaps) if gaps else 0.0, "ticks": len(ticks)}
+
+
 def bench_preview(window, app, repeats: int) -> dict:
     import numpy as np
 
@@ -94,17 +129,14 @@ def bench_preview(window, app, repeats: int) -> dict:
 
 
 def bench_stall(window, app, method: str, nfe: int, n: int) -> dict:
-    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+    from PySide6.QtCore import QEventLoop
 
     name, _, model = method.partition("@")
     window.choose_method(name, model or None, {"nfe": nfe})
     window.state.degradation.set_spec("noise=0.2")
     window.state.method.n = n
     app.processEvents()
-    clock, ticks, frames = QElapsedTimer(), [], [0]
-    timer = QTimer()
-    timer.setInterval(TIMER_MS)
-    timer.timeout.connect(lambda: ticks.append(clock.nsecsElapsed() / 1e6))
+    frames = [0]
     loop, outcome = QEventLoop(), {}
 
     def finished(ticket, result):
@@ -118,23 +150,18 @@ def bench_stall(window, app, method: str, nfe: int, n: int) -> dict:
     window.controller.frame.connect(lambda *_: frames.__setitem__(0, frames[0] + 1))
     window.controller.finished.connect(finished)
     window.controller.failed.connect(failed)
-    clock.start()
-    timer.start()
+    timer, ticks, clock = _ticking()
+    ticks.append(0.0)  # the timer's start: a loop blocked from the first moment counts
     started = time.perf_counter()
     window.run_job()
     loop.exec()
+    ticks.append(clock.nsecsElapsed() / 1e6)  # and up to the job's end
     wall = time.perf_counter() - started
     timer.stop()
     if "error" in outcome:
         raise RuntimeError(f"the job failed: {outcome['error']}")
-    # a timer that fires early to catch up (gap < interval) did not stall: 0, not negative
-    gaps = [max(0.0, b - a - TIMER_MS) for a, b in zip(ticks, ticks[1:])]
-    worst = max(range(len(gaps)), key=gaps.__getitem__)
     return {"method": method, "nfe": nfe, "n": n, "job_seconds": wall,
-            "frames_drawn": frames[0], "timer_ms": TIMER_MS, "ticks": len(ticks),
-            "longest_stall_ms": gaps[worst], "longest_stall_at_s": ticks[worst] / 1e3,
-            "median_stall_ms": statistics.median(gaps),
-            "p99_stall_ms": percentile(gaps, 0.99)}
+            "frames_drawn": frames[0], "timer_ms": TIMER_MS, **_stalls(ticks)}
 
 
 class _Waiter:
@@ -232,7 +259,99 @@ def bench_live(window, app, method: str, seconds: float, n: int) -> dict:
             "last_result_spec": last, "final_spec": final}
 
 
-def run(quick: bool, method: str | None, nfe: int, n: int) -> dict:
+def bench_random_input(window, app, actions: int, seed: int) -> dict:
+    """Random clicks, slider moves, combo changes and tab switches (`studio.random_input`),
+    one every 20–120 ms (a fast user), while a 5 ms timer measures the loop's stalls."""
+    import random
+
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from studio.random_input import RandomUser
+
+    user, pace = RandomUser(window, seed), random.Random(seed + 1)
+    window.choose_demo(0)
+    app.processEvents()
+    loop, done, log = QEventLoop(), [0], []  # log: (start ms, end ms, what)
+    step = QTimer()
+    step.setSingleShot(True)
+
+    def act():
+        if done[0] == actions:
+            loop.quit()
+            return
+        done[0] += 1
+        start = clock.nsecsElapsed() / 1e6
+        what = user.act()
+        log.append((start, clock.nsecsElapsed() / 1e6, what))
+        step.start(pace.randint(20, 120))
+
+    step.timeout.connect(act)
+    timer, ticks, clock = _ticking()
+    started = time.perf_counter()
+    step.start(0)
+    loop.exec()
+    timer.stop()
+    window.controller.stop()
+    window.controller.wait()
+    report = {"actions": actions, "seed": seed, "seconds": time.perf_counter() - started,
+              **_stalls(ticks)}
+    gaps = stall_gaps(ticks, TIMER_MS)
+    worst = sorted(range(len(gaps)), key=gaps.__getitem__, reverse=True)[:5]
+    report["worst"] = [{"stall_ms": gaps[k], "after": _last_action(log, ticks[k + 1])}
+                       for k in worst]
+    report["slowest_actions"] = [{"ms": end - start, "what": what} for start, end, what in
+                                 sorted(log, key=lambda e: e[0] - e[1])[:5]]
+    return report
+
+
+def _last_action(log, at_ms: float) -> str:
+    before = [what for start, _, what in log if start <= at_ms]
+    return before[-1] if before else "(before the first action)"
+
+
+def bench_open_large(window, app, folder: Path, size: int) -> dict:
+    """The loop's longest stall while a size × size RGB photo is opened (file → preview)."""
+    import numpy as np
+    from PIL import Image
+
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    path = folder / f"bench-{size}-rgb.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path, compress_level=1)
+    window.choose_demo(0)
+    window.choose_method("tikhonov", None, {})  # no model: the photo is kept at its size
+    window.state.degradation.set_spec("noise=0.05")  # (a blur's exact dense preview takes minutes)
+    app.processEvents()
+    loop, before = QEventLoop(), window.canvases["degraded"].array
+    shown, poll = [], QTimer()
+
+    def check():
+        if not shown and window.canvases["degraded"].array is not before and \
+                window.working is not None and window.working.shape[-1] == size:
+            shown.append(time.perf_counter())
+            QTimer.singleShot(100, loop.quit)  # a few more ticks: the last gap is measured too
+
+    poll.timeout.connect(check)
+    timer, ticks, _ = _ticking()
+    ticks.append(0.0)  # the timer's start: a loop blocked from the first moment counts
+    started = time.perf_counter()
+    QTimer.singleShot(0, lambda: window.open_path(str(path)))
+    poll.start(5)
+    loop.exec()
+    seconds = shown[0] - started
+    poll.stop()
+    timer.stop()
+    window.choose_demo(0)
+    app.processEvents()
+    return {"size": size, "seconds_to_preview": seconds, **_stalls(ticks)}
+
+
+SECTIONS = ("preview", "first_step", "live", "stall", "random_input", "open_large")
+
+
+def run(quick: bool, method: str | None, nfe: int, n: int, only: tuple[str, ...] = SECTIONS,
+        actions: int = 300, seed: int = 0, large: int = 6000) -> dict:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
@@ -246,39 +365,68 @@ def run(quick: bool, method: str | None, nfe: int, n: int) -> dict:
     window.method_panel.live.setChecked(False)
     window.load_engine()
     window.show()
-    with tempfile.TemporaryDirectory() as folder:
-        window.choose_method("tikhonov", None, {})
-        if not window.open_path(str(_rgb_image_file(Path(folder)))):
-            raise RuntimeError("cannot open the benchmark image")
-        app.processEvents()
-        assert tuple(window.working.shape) == (3, 256, 256)
-        report = {"preview": bench_preview(window, app, repeats=2 if quick else 10)}
+    window.warm_up.join()  # start-up's own work, finished before a user's first input
+    report = {}
     method = method or ("ddim@vp" if "vp" in learned_models() else "ddim@empirical-vp")
-    report["first_step"] = bench_first_step(window, app, method, repeats=3 if quick else 10)
-    report["live"] = {m: bench_live(window, app, m, 1.0 if quick else 3.0, LIVE_N) for m in LIVE_METHODS}
-    report["stall"] = bench_stall(window, app, method, 50 if quick else nfe, n)
+    with tempfile.TemporaryDirectory() as folder:
+        if "preview" in only:
+            window.choose_method("tikhonov", None, {})
+            if not window.open_path(str(_rgb_image_file(Path(folder)))):
+                raise RuntimeError("cannot open the benchmark image")
+            app.processEvents()
+            assert tuple(window.working.shape) == (3, 256, 256)
+            report["preview"] = bench_preview(window, app, repeats=2 if quick else 10)
+        if "open_large" in only:
+            report["open_large"] = bench_open_large(window, app, Path(folder),
+                                                    min(large, 1500) if quick else large)
+    if "first_step" in only:
+        report["first_step"] = bench_first_step(window, app, method, repeats=3 if quick else 10)
+    if "live" in only:
+        report["live"] = {m: bench_live(window, app, m, 1.0 if quick else 3.0, LIVE_N)
+                          for m in LIVE_METHODS}
+    if "stall" in only:
+        report["stall"] = bench_stall(window, app, method, 50 if quick else nfe, n)
+    if "random_input" in only:
+        report["random_input"] = bench_random_input(window, app, min(actions, 40) if quick else actions,
+                                                    seed)
     window.controller.shutdown()
     window.close()
     return report
 
 
 def format_report(report: dict) -> str:
-    lines = ["slider → degraded preview, 256×256 RGB (target ≤ 16 ms):"]
-    lines += [f"  {name:<11} median {r['median_ms']:6.2f} ms, p95 {r['p95_ms']:6.2f} ms "
-              f"({r['samples']} moves)" for name, r in report["preview"].items()]
-    f = report["first_step"]
-    lines.append(f"Run → first Step on the screen, {f['method']} (28×28): {f['median_ms']:.1f} ms "
-                 f"median over {f['runs']} runs with the model loaded before "
-                 f"(min {f['min_ms']:.1f} ms; the first run, loading it: {f['cold_ms']:.1f} ms)")
-    for name, r in report["live"].items():
+    lines = []
+    if "preview" in report:
+        lines.append("slider → degraded preview, 256×256 RGB (target ≤ 16 ms):")
+        lines += [f"  {name:<11} median {r['median_ms']:6.2f} ms, p95 {r['p95_ms']:6.2f} ms "
+                  f"({r['samples']} moves)" for name, r in report["preview"].items()]
+    if "first_step" in report:
+        f = report["first_step"]
+        lines.append(f"Run → first Step on the screen, {f['method']} (28×28): {f['median_ms']:.1f} ms "
+                     f"median over {f['runs']} runs with the model loaded before "
+                     f"(min {f['min_ms']:.1f} ms; the first run, loading it: {f['cold_ms']:.1f} ms)")
+    for name, r in report.get("live", {}).items():
         lines.append(f"live {name:<9} while dragging blur σ at {DRAG_HZ} Hz (28×28, n={r['n']}): "
                      f"{r['updates_per_s']:.1f} updates/s ({r['updates']} in {r['seconds']:.1f} s; goal ≥ 15)")
-    s = report["stall"]
-    lines.append(f"event-loop stall during {s['method']} at {s['nfe']} NFE × {s['n']} samples "
-                 f"({s['job_seconds']:.1f} s, {s['frames_drawn']} frames drawn): longest "
-                 f"{s['longest_stall_ms']:.1f} ms (at {s['longest_stall_at_s']:.2f} s), "
-                 f"p99 {s['p99_stall_ms']:.1f} ms, "
-                 f"median {s['median_stall_ms']:.2f} ms")
+    if "stall" in report:
+        s = report["stall"]
+        lines.append(f"event-loop stall during {s['method']} at {s['nfe']} NFE × {s['n']} samples "
+                     f"({s['job_seconds']:.1f} s, {s['frames_drawn']} frames drawn): longest "
+                     f"{s['longest_stall_ms']:.1f} ms (at {s['longest_stall_at_s']:.2f} s), "
+                     f"p99 {s['p99_stall_ms']:.1f} ms, "
+                     f"median {s['median_stall_ms']:.2f} ms")
+    if "random_input" in report:
+        r = report["random_input"]
+        lines.append(f"event-loop stall under random input ({r['actions']} actions, seed {r['seed']}, "
+                     f"{r['seconds']:.1f} s; goal p99 ≤ 30 ms, longest ≤ 100 ms): longest "
+                     f"{r['longest_stall_ms']:.1f} ms, p99 {r['p99_stall_ms']:.1f} ms, "
+                     f"median {r['median_stall_ms']:.2f} ms")
+        lines += [f"  {w['stall_ms']:7.1f} ms after {w['after']}" for w in r["worst"]]
+    if "open_large" in report:
+        o = report["open_large"]
+        lines.append(f"opening a {o['size']}×{o['size']} RGB PNG (file → degraded preview "
+                     f"{o['seconds_to_preview']:.2f} s): longest stall {o['longest_stall_ms']:.1f} ms, "
+                     f"p99 {o['p99_stall_ms']:.1f} ms")
     return "\n".join(lines)
 
 
@@ -289,8 +437,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", help="METHOD@MODEL for the stall job (default ddim@vp)")
     p.add_argument("--nfe", type=int, default=1000)
     p.add_argument("--n", type=int, default=4, help="samples in the stall job")
+    p.add_argument("--actions", type=int, default=300, help="random-input actions")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.add_argument("--large", type=int, default=6000, help="side of the large image opened")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                   help="run only these sections")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    report = run(args.quick, args.method, args.nfe, args.n)
+    report = run(args.quick, args.method, args.nfe, args.n, tuple(args.only), args.actions,
+                 args.seed, args.large)
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

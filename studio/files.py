@@ -35,6 +35,7 @@ from pathlib import Path
 from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                QSpinBox)
 
+from studio.preview import LARGE_PIXELS
 from studio.state import SAMPLE_PREFIX
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
@@ -105,6 +106,17 @@ class GridExportDialog(QDialog):
         form.addRow(buttons)
 
 
+def pixels_in(path: str) -> int:
+    """Width × height from the file's header (0 when it cannot be read: `load_image` says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size[0] * image.size[1]
+    except Exception:  # noqa: BLE001  (the loader reports what is wrong with the file)
+        return 0
+
+
 class FileMenuMixin:
     # -- sources ----------------------------------------------------------------------
     def choose_demo(self, index: int) -> None:
@@ -116,16 +128,32 @@ class FileMenuMixin:
             self.open_path(path)
 
     def open_path(self, path: str) -> bool:
-        """Load an image file as the source; on failure say why and keep the current one."""
+        """Load an image file as the source; on failure say why and keep the current one.
+
+        A file of more than `LARGE_PIXELS` pixels is read on the helper thread
+        (`studio.background`): True then means "opening" (the views follow)."""
         from engine.io.imageio import load_image
         from engine.core.step import BadInputError
 
         self.last_dir = str(Path(path).parent)
+        if pixels_in(path) > LARGE_PIXELS:
+            self.messages.info(f"Opening {Path(path).name}…")
+            self.background.call("open", lambda: load_image(path), lambda image: self._opened(path, image))
+            return True
         try:
             image = load_image(path)
         except BadInputError as err:
-            self.messages.error(f"Cannot open the image: {err}. The current image is kept.")
+            image = err
+        return self._opened(path, image)
+
+    def _opened(self, path: str, image) -> bool:
+        from engine.core.step import BadInputError
+
+        if isinstance(image, BadInputError):
+            self.messages.error(f"Cannot open the image: {image}. The current image is kept.")
             return False
+        if isinstance(image, Exception):
+            raise image
         self.state.set_source(image, str(path))
         self.messages.info(f"Opened {Path(path).name}.")
         return True

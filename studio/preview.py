@@ -8,14 +8,22 @@ A mixin of `studio.main_window.MainWindow`. Decisions:
   degradation field (σ_y, an operator field, the measurement seed), or the method or
   model when that changes the working image (a model needs another shape). Parameters,
   seeds, n and the latent slider never recompute it. Any input change makes a running
-  restoration stale: with Live off it is stopped at once; with Live on a throttled
-  re-run follows (`LIVE_INTERVAL_MS`, leading and trailing). A live run younger than
+  restoration stale. With Live off it keeps running (the user asked for it; stopping it
+  at a nudge of a slider lost 397 steps of DDPM) and the changed inputs wait for the
+  next Run: the views caption the run they show, amber once the settings differ
+  (`studio.runs`). With Live on a throttled re-run follows (`LIVE_INTERVAL_MS`, leading and trailing). A live run younger than
   `LIVE_PATIENCE_MS` is left to finish and the latest settings run right after it, so a
   fast method shows a result at its own pace while a slider is dragged (superseding it
   at every move would show none); an older, slow one is superseded at once.
-* The degraded preview is computed on the GUI thread with the engine's one measurement
-  function, `engine.core.operators.measure_image`, with the same seed as the job: the
-  preview *is* the job's y. It costs well under a millisecond at 28×28.
+* The degraded preview is computed with the engine's one measurement function,
+  `engine.core.operators.measure_image`, with the same seed as the job: the preview
+  *is* the job's y. It costs well under a millisecond at 28×28 and is computed on the
+  GUI thread up to `LARGE_PIXELS` (a 1024×1024 image), so a slider and its preview
+  move in the same frame. A larger image is converted and measured on the helper
+  thread (`studio.background`, latest wins); the canvases say "converting…" /
+  "computing y…" until it is done, and show it as every k-th pixel
+  (`studio.views.images.display_stride`). Opening a 6000×6000 photo blocked the GUI
+  thread for minutes (its blur alone: 128 s, the engine's dense exact operator).
 * The GUI thread computes previews with one intra-op torch thread (`MainWindow.load_engine`
   sets it; it acts on this thread only): a preview is small
   work, and a second thread that waits for a busy core turned 0.02 ms operations into
@@ -32,11 +40,13 @@ import time
 
 from superqt.utils import QSignalDebouncer, QSignalThrottler
 
+from studio.background import Background
 from studio.state import working_image
 
 LIVE_INTERVAL_MS = 40  # at most 25 live re-runs per second while a slider moves
 LIVE_PATIENCE_MS = 250  # a live run younger than this finishes before the next starts
 BADGE_DELAY_MS = 120
+LARGE_PIXELS = 1024 * 1024  # above this, conversion and preview run off the GUI thread
 
 
 class PreviewMixin:
@@ -50,6 +60,7 @@ class PreviewMixin:
         self.badge_debouncer.setTimeout(BADGE_DELAY_MS)
         self.badge_debouncer.triggered.connect(self._update_preview_badge)
         self._preview = None  # (operator, y, x) of the last preview, for the badge
+        self.background = Background(self)
 
     def _connect_inputs(self) -> None:
         s = self.state
@@ -91,9 +102,22 @@ class PreviewMixin:
         """The source or the model changed: convert the image; preview if it changed."""
         if not self._ready():
             return
-        if self._update_working_image():
-            self.update_preview()
+        source, shape = self.state.source.image, self._model_shape()
+        if is_large(source):  # off the GUI thread; the views follow when it is done
+            self.canvases["clean"].set_badge("converting…")
+            self.background.call("working", lambda: convert_source(source, shape),
+                                 self._working_image_ready)
+        else:
+            self.background.cancel("working")
+            self._working_image_ready(convert_source(source, shape))
         self._inputs_changed()
+
+    def _working_image_ready(self, converted) -> None:
+        if isinstance(converted, Exception):
+            raise converted
+        if self._update_working_image(*converted):
+            self.clear_results()  # they showed another image
+            self.update_preview()
 
     def _measurement_changed(self) -> None:
         if not self._ready():
@@ -102,32 +126,34 @@ class PreviewMixin:
         self._inputs_changed()
 
     def _inputs_changed(self) -> None:
-        """A running restoration is stale: with Live on, the throttled re-run supersedes it
-        when it starts (so a fast job may still finish and show); else it stops now."""
+        """The shown runs may be stale: say so. With Live on, the throttled re-run
+        supersedes a running one when it starts (so a fast job may still finish and
+        show); with Live off the running job goes on and the next Run uses the inputs."""
         if not self._ready():
             return
+        self.mark_stale()
         if self.method_panel.live.isChecked():
             self.live_throttler.throttle()
-            return
-        current = self.controller.current
-        if current is not None and current.purpose == "restore":
-            self.controller.stop()
 
-    def _update_working_image(self) -> bool:
-        """Convert the source for the chosen model; True if the working image changed."""
+    def _model_shape(self):
         info = self.catalog.methods.get(self.state.method.method)
-        shape = self.catalog.model_shape(self.state.method.model) if info and info.needs_prior else None
-        image, note = working_image(self.state.source.image, shape)
+        return self.catalog.model_shape(self.state.method.model) if info and info.needs_prior else None
+
+    def _update_working_image(self, image, note: str, shown) -> bool:
+        """Show the source converted for the chosen model; True if the working image changed."""
         self._source_note = note
         self._show_source()
+        self.canvases["clean"].set_badge("")
         if self.working is not None and image.shape == self.working.shape and (
-                image is self.working or bool((image == self.working).all())):
+                image is self.working or not is_large(image) and bool((image == self.working).all())):
             return False
         self.working = image
         c, h, w = image.shape
         self.canvases.set_extent(w, h)
         self.trajectory.set_extent(w, h)
-        self.canvases["clean"].set_image(image)
+        self.canvases["clean"].set_image(image, shown=shown)
+        if is_large(image):  # its preview takes a while: not the last image's meanwhile
+            self.canvases["degraded"].set_image(None)
         self.degradation_panel.set_image_shape((c, h, w))
         return True
 
@@ -137,25 +163,53 @@ class PreviewMixin:
                                          self._source_note)
 
     def update_preview(self) -> None:
-        """The measurement y of the current settings, exactly as the job will draw it."""
-        from engine.core.operators import measure_image
+        """The measurement y of the current settings, exactly as the job will draw it
+        (off the GUI thread for a large image: the canvas says "computing y…" meanwhile)."""
         from engine.core.step import BadInputError
 
         x = self.working[None]
-        canvas = self.canvases["degraded"]
+        d = self.state.degradation
         try:
-            degradation = self.state.degradation.degradation()
-            op, y = measure_image(degradation, x, self.state.degradation.measurement_seed,
-                                  self.state.degradation.measurement_noise)
+            degradation = d.degradation()
         except BadInputError as err:
-            self.degradation_panel.set_description(f"<span style='color:#e06c6c'>{err}</span>")
-            canvas.set_badge("invalid")
-            self._preview = None
+            self._show_preview_error(err)
             return
-        canvas.set_image(y[0])
+        seed, scheme = d.measurement_seed, d.measurement_noise
+        if is_large(x):
+            self.canvases["degraded"].set_badge("computing y…")
+            self.background.call("preview", lambda: measure_preview(x, degradation, seed, scheme, True),
+                                 lambda measured: self._show_preview(degradation, x, measured))
+            return
+        self.background.cancel("preview")
+        try:
+            measured = measure_preview(x, degradation, seed, scheme, False)
+        except BadInputError as err:
+            self._show_preview_error(err)
+            return
+        self._show_preview(degradation, x, measured)
+
+    def _show_preview_error(self, err) -> None:
+        self.degradation_panel.set_description(f"<span style='color:#e06c6c'>{err}</span>")
+        self.canvases["degraded"].set_badge("invalid")
+        self._preview = None
+
+    def _show_preview(self, degradation, x, measured) -> None:
+        from engine.core.step import BadInputError
+
+        if isinstance(measured, BadInputError):
+            self._show_preview_error(measured)
+            return
+        if isinstance(measured, Exception):
+            raise measured
+        op, y, shown, badge = measured
+        canvas = self.canvases["degraded"]
+        canvas.set_image(y[0], shown=shown)
         self._preview = (op, y, x)
-        canvas.set_badge("PSNR …")  # never a stale figure while the slider moves
-        self.badge_debouncer.throttle()
+        if badge is None:
+            canvas.set_badge("PSNR …")  # never a stale figure while the slider moves
+            self.badge_debouncer.throttle()
+        else:
+            canvas.set_badge(badge)
         _, c, h, w = y.shape
         applied = op.describe()
         model = "y = x + σ_y ε" if applied == "noise" else f"y = A x + σ_y ε, A = {applied}"
@@ -163,11 +217,40 @@ class PreviewMixin:
             f"{model} · y is {w}×{h}×{c} · spec <tt>{degradation.spec()}</tt>")
 
     def _update_preview_badge(self) -> None:
-        from engine.evaluation.metrics import psnr
-
-        if self._preview is None:
+        if self._preview is None or is_large(self._preview[2]):
             return
-        op, y, x = self._preview
-        same = y.shape == x.shape  # else y is smaller: compare its pseudo-inverse A⁺y
-        shown, label = (y, "y") if same else (op.pinv(y), "A⁺y")
-        self.canvases["degraded"].set_badge(f"{label}: PSNR {float(psnr(shown.clamp(0, 1), x)):.1f} dB")
+        self.canvases["degraded"].set_badge(preview_badge(*self._preview))
+
+
+def is_large(image) -> bool:
+    """Too large to convert or measure on the GUI thread within a frame."""
+    return image is not None and image.shape[-2] * image.shape[-1] > LARGE_PIXELS
+
+
+def convert_source(source, shape):
+    """``(working image, note, display array)`` for a model's shape (any thread)."""
+    from studio.views.canvas import DISPLAY_MAX
+    from studio.views.images import display_array
+
+    image, note = working_image(source, shape)
+    return image, note, display_array(image, DISPLAY_MAX) if is_large(image) else None
+
+
+def measure_preview(x, degradation, seed, scheme, with_badge: bool):
+    """``(op, y, display array, badge)`` of the job's measurement of x (any thread)."""
+    from engine.core.operators import measure_image
+    from studio.views.canvas import DISPLAY_MAX
+    from studio.views.images import display_array
+
+    op, y = measure_image(degradation, x, seed, scheme)
+    shown = display_array(y[0], DISPLAY_MAX) if is_large(y) else None
+    return op, y, shown, preview_badge(op, y, x) if with_badge else None
+
+
+def preview_badge(op, y, x) -> str:
+    """PSNR of y against x (of A⁺y when y is smaller)."""
+    from engine.evaluation.metrics import psnr
+
+    same = y.shape == x.shape
+    shown, label = (y, "y") if same else (op.pinv(y), "A⁺y")
+    return f"{label}: PSNR {float(psnr(shown.clamp(0, 1), x)):.1f} dB"

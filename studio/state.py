@@ -269,10 +269,20 @@ def load_source(name: str):
 
 
 def working_image(image, shape: tuple[int, ...] | None):
-    """``(image, note)``: the image converted to a model's (C, H, W), or as is for None."""
+    """``(image, note)``: the image converted to a model's (C, H, W), or as is for None.
+
+    The last conversion is remembered (for the same image object and shape): the studio
+    converts a large photo off the GUI thread once, and a Run then reuses it."""
     if shape is None or tuple(image.shape) == tuple(shape):
         return image, ""
+    last = _last_conversion[0]
+    if last is not None and last[0] is image and last[1] == tuple(shape):
+        return last[2]
     from engine.io.imageio import conform
 
     converted, note = conform(image, tuple(shape))
+    _last_conversion[0] = (image, tuple(shape), (converted, note or ""))
     return converted, note or ""
+
+
+_last_conversion: list = [None]  # (image, shape, (converted, note)) of the last conversion

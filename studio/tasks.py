@@ -43,7 +43,7 @@ class Frame:
     x_t: np.ndarray
     x0_hat: np.ndarray
     nfe: int  # network evaluations so far (per sample)
-    elapsed: float  # seconds the method has run
+    elapsed: float  # seconds the job has run (not counting time paused at a yield)
     psnr: float | None  # of x̂0 (sample 0) against the clean image, when known
 
     @property
@@ -141,7 +141,7 @@ def job_events(ticket: Ticket):
     with torch.no_grad():
         forward = forward_trajectory(job, ticket.request.seed)
     yield Prepared(forward)
-    last_frame, started = -math.inf, time.perf_counter()
+    last_frame, started, suspended = -math.inf, time.perf_counter(), 0.0
     steps = job.steps()
     try:
         for step in steps:
@@ -154,8 +154,11 @@ def job_events(ticket: Ticket):
                 x0 = job.to_unit(step.x0_hat[0]).float().cpu().clamp(0, 1)
                 _, x_t_thumbnail, x0_thumbnail = job.latest_frame  # made once, by the job
                 frame = Frame(step.index, step.total, step.t, x_t_thumbnail, x0_thumbnail,
-                              nfe, now - started, _psnr(x0, job.clean))
-            if (yield frame) == KEEP:
+                              nfe, now - started - suspended, _psnr(x0, job.clean))
+            yielded = time.perf_counter()
+            sent = yield frame  # a paused job waits here: that time is not the job's
+            suspended += time.perf_counter() - yielded
+            if sent == KEEP:
                 steps.close()
                 return summarise(job.finish(stopped=True))
     finally:

@@ -8,6 +8,12 @@ Decisions:
   like and the readout converts back to each image's own pixel.
 * Magnification is nearest-neighbour (pyqtgraph draws without smoothing); y points
   down, the aspect ratio is locked.
+* The view is the image's, not the widget's: a canvas keeps either "fitted" (the
+  whole scene rectangle, the default and Ctrl+0) or the rectangle the user zoomed or
+  panned to (`view_rect`, taken from the mouse's manual range changes), and re-applies
+  it whenever its view box is resized. pyqtgraph's own auto-range does not survive
+  linked, aspect-locked views being squeezed to a few pixels (a splitter dragged down
+  and back left the range at −990…1018), so it is not used.
 * Heat maps (per-pixel std, error) use a perceptual colour map with explicit levels,
   stated in the badge, so two maps with different ranges are not mistaken for equal.
   (A colour bar inside the view would make it narrower than its linked neighbours,
@@ -21,11 +27,13 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from studio.views.images import display_array
+from studio.views.images import display_array, display_stride
 
 BACKGROUND = "#1e1f22"
 HEAT_MAP = "viridis"
 HEADER_HEIGHT = 22
+DISPLAY_MAX = 1024  # longest side drawn; a larger image is shown as every k-th pixel
+CAPTION, STALE = "#9aa4b2", "#e0b050"  # which run a canvas shows; amber: settings changed since
 
 
 class ImageCanvas(QWidget):
@@ -37,7 +45,10 @@ class ImageCanvas(QWidget):
         super().__init__(parent)
         self.title = title
         self.array: np.ndarray | None = None  # what is shown, (H, W[, 3]) uint8 or float
+        self.size = (1, 1)  # the image's own (H, W); the array may show every k-th pixel
         self.extent = (1.0, 1.0)
+        self.linked: list[ImageCanvas] = []  # canvases sharing this one's zoom (`link_to`)
+        self.caption, self.stale = "", False  # which run the canvas shows (`set_caption`)
         self.title_label = QLabel(f"<b>{title}</b>")
         self.badge = QLabel("")
         self.badge.setObjectName("badge")
@@ -55,6 +66,10 @@ class ImageCanvas(QWidget):
         self.view.setBackground(BACKGROUND)
         self.view.ci.setContentsMargins(0, 0, 0, 0)
         self.box = self.view.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.box.disableAutoRange()
+        self.view_rect: QRectF | None = None  # what the user zoomed to; None = fitted
+        self.box.sigRangeChangedManually.connect(self._on_manual_range)
+        self.box.sigResized.connect(lambda *_: self._apply_view())
         self.item = pg.ImageItem(axisOrder="row-major")
         self.box.addItem(self.item)
         self.placeholder = pg.TextItem("—", color="#777777", anchor=(0.5, 0.5))
@@ -70,6 +85,11 @@ class ImageCanvas(QWidget):
         self.split_line.setToolTip("drag: before (left) | after (right)")
         self.split_line.sigPositionChanged.connect(self._show_split)
 
+        self.caption_label = QLabel(self.view)  # over the view: the header keeps its room
+        self.caption_label.setWordWrap(True)
+        self.caption_label.move(3, 3)
+        self.caption_label.hide()
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
@@ -78,14 +98,24 @@ class ImageCanvas(QWidget):
         self.set_extent(1.0, 1.0)
 
     # -- content ----------------------------------------------------------------------
-    def set_image(self, image, levels: tuple[float, float] | None = None) -> None:
-        """Show a (C, H, W) tensor, an (H, W[, C]) uint8 array or a float heat map; None clears."""
+    def set_image(self, image, levels: tuple[float, float] | None = None, shown=None) -> None:
+        """Show a (C, H, W) tensor, an (H, W[, C]) uint8 array or a float heat map; None clears.
+
+        ``shown``: its display array, already made (off the GUI thread, for a large image)."""
         if image is None:
             self.array = None
             self.item.clear()
             self.placeholder.show()
             return
-        array = image if (isinstance(image, np.ndarray) and image.dtype != np.uint8) else display_array(image)
+        heat = isinstance(image, np.ndarray) and image.dtype != np.uint8
+        self.size = tuple(image.shape[:2] if isinstance(image, np.ndarray) else image.shape[-2:])
+        if shown is not None:
+            array = shown
+        elif heat:
+            k = display_stride(*self.size, DISPLAY_MAX)
+            array = image[::k, ::k] if k > 1 else image
+        else:
+            array = display_array(image, DISPLAY_MAX)
         self.array = array
         self.placeholder.hide()
         if self.heat:
@@ -118,7 +148,7 @@ class ImageCanvas(QWidget):
             self.box.addItem(self.before_item)
             self.box.addItem(self.split_line, ignoreBounds=True)
             self.split_line.setValue(self.extent[0] / 2)
-        self.before = display_array(before)
+        self.before = display_array(before, DISPLAY_MAX)
         self._show_split()
 
     def _show_split(self) -> None:
@@ -131,39 +161,90 @@ class ImageCanvas(QWidget):
         self.before_item.setRect(QRectF(0, 0, columns * self.extent[0] / w, self.extent[1]))
         self.before_item.setVisible(columns > 0)
 
+    def set_caption(self, caption: str = "", tip: str = "", stale: bool = False) -> None:
+        """Say which run the canvas shows, on the image's top-left corner (``"run 3 ·
+        ddim@vp"``); ``stale``: the settings changed since that run (amber, said)."""
+        if (caption, stale, tip) == (self.caption, self.stale, self.caption_label.toolTip()):
+            return  # called at every input change: a style sheet costs a re-polish
+        self.caption, self.stale = caption, stale
+        self.caption_label.setText(caption + (" · settings changed since" if stale else ""))
+        self.caption_label.setStyleSheet(
+            f"background: rgba(20, 20, 24, 190); color: {STALE if stale else CAPTION}; "
+            "padding: 1px 4px; border-radius: 3px;")
+        self.caption_label.setToolTip(tip)
+        self._fit_caption()
+        self.caption_label.setVisible(bool(caption))
+
+    def _fit_caption(self) -> None:
+        """Wrap the caption within the view's width (a narrow canvas gets more lines)."""
+        label = self.caption_label
+        label.ensurePolished()  # the style sheet's font and padding apply from here on
+        natural = label.fontMetrics().horizontalAdvance(label.text()) + 16  # + padding, frame
+        width = max(60, min(natural, self.width() - 6))
+        height = label.heightForWidth(width)
+        label.setFixedSize(width, height if height > 0 else label.sizeHint().height())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_caption()
+
     def set_badge(self, text: str) -> None:
         self.badge.setText(text)
         self.badge.setToolTip(text)
 
     def reset_zoom(self) -> None:
         """Fit the scene rectangle, and keep fitting it as the view resizes (until zoomed)."""
-        self.box.setRange(QRectF(0, 0, *self.extent), padding=0.02)
-        self.box.enableAutoRange()
+        for canvas in self._group():
+            canvas.view_rect = None
+        self._apply_view()
+
+    def _apply_view(self) -> None:
+        """Show the user's rectangle, or the whole image, at the view's current size."""
+        if self.box.width() < 1 or self.box.height() < 1:
+            return  # squeezed to nothing: keep the rectangle for when it grows again
+        if self.view_rect is None:
+            self.box.setRange(QRectF(0, 0, *self.extent), padding=0.02)
+        else:
+            self.box.setRange(self.view_rect, padding=0)
+
+    def _on_manual_range(self, *_) -> None:
+        """The user zoomed or panned (wheel, drag): keep that rectangle, in every linked view."""
+        rect = QRectF(self.box.targetRect())
+        for canvas in self._group():
+            canvas.view_rect = rect
+
+    def _group(self) -> list["ImageCanvas"]:
+        return [self, *self.linked]
 
     def link_to(self, other: "ImageCanvas") -> None:
         self.box.setXLink(other.box)
         self.box.setYLink(other.box)
+        group = {id(c): c for c in (self, *self.linked, other, *other.linked)}
+        for canvas in group.values():
+            canvas.linked = [c for c in group.values() if c is not canvas]
 
     # -- readout ----------------------------------------------------------------------
     def pixel_at(self, x: float, y: float) -> tuple[int, int] | None:
         """The (column, row) of this canvas's own image under scene point (x, y)."""
         if self.array is None:
             return None
-        h, w = self.array.shape[:2]
+        h, w = self.size
         col, row = int(np.floor(x / self.extent[0] * w)), int(np.floor(y / self.extent[1] * h))
         return (col, row) if 0 <= col < w and 0 <= row < h else None
 
     def readout(self, x: float, y: float) -> str:
+        """The pixel's value; for an image shown as every k-th pixel, the shown one's (≈)."""
         pixel = self.pixel_at(x, y)
         if pixel is None:
             return ""
         col, row = pixel
-        value = self.array[row, col]
+        (h, w), (shown_h, shown_w) = self.size, self.array.shape[:2]
+        value = self.array[row * shown_h // h, col * shown_w // w]
         if self.array.dtype == np.uint8:
             value = value / 255.0
         text = (f"{float(value):.3f}" if np.ndim(value) == 0
                 else "(" + ", ".join(f"{float(v):.3f}" for v in value) + ")")
-        return f"{self.title} ({col}, {row}): {text}"
+        return f"{self.title} ({col}, {row}): {'' if shown_h == h else '≈'}{text}"
 
     def _on_mouse(self, scene_pos) -> None:
         point = self.box.mapSceneToView(scene_pos)

@@ -1,6 +1,7 @@
 """The diversity gallery: all N samples of one input, their mean and spread.
 
-Each sample is a tile with its PSNR/SSIM against the clean image; clicking a tile
+The gallery names the run it shows (`set_caption`, amber once the settings changed
+since). Each sample is a tile with its PSNR/SSIM against the clean image; clicking a tile
 shows that sample on the Result canvas (`sample_clicked`). Beside the tiles: the
 sample mean (the MMSE estimate when the samples are posterior draws), the per-pixel
 standard deviation as a heat map with its colour bar, and the diversity score.
@@ -13,7 +14,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListView, QListWidget, QListWidgetItem,
                                QVBoxLayout, QWidget)
 
-from studio.views.canvas import ImageCanvas
+from studio.views.canvas import CAPTION, STALE, ImageCanvas
 from studio.views.images import pixmap
 
 TILE = 64
@@ -50,6 +51,7 @@ class DiversityView(QWidget):
         self.std_canvas = ImageCanvas("std", heat=True)
         self.std_canvas.setToolTip("per-pixel standard deviation across the samples")
         self.std_canvas.link_to(self.mean_canvas)
+        self._text = ""  # the summary of the samples shown
         self.summary = QLabel("Run a method to fill the gallery.")
         self.summary.setWordWrap(True)
 
@@ -71,7 +73,18 @@ class DiversityView(QWidget):
         self.tiles.clear()
         self.mean_canvas.set_image(None)
         self.std_canvas.set_image(None)
+        self.set_caption("")
         self.summary.setText("Run a method to fill the gallery.")
+
+    def set_caption(self, caption: str, tip: str = "", stale: bool = False) -> None:
+        """Say which run the gallery shows (``"run 3 · ddim@vp"``; amber when ``stale``)."""
+        for canvas in (self.mean_canvas, self.std_canvas):
+            canvas.set_caption(caption, tip, stale)
+        self.tiles.setToolTip(tip)
+        if caption and self.count:
+            colour = STALE if stale else CAPTION
+            self.summary.setText(f"<span style='color:{colour}'>{caption}</span>: {self._text}")
+            self.summary.setToolTip(tip)
 
     def set_outcome(self, outcome) -> None:
         """Fill from a `studio.worker.Outcome`."""
@@ -95,7 +108,8 @@ class DiversityView(QWidget):
         self.mean_canvas.set_image(result.mean)
         std_max = float(outcome.std_map.max())
         self.std_canvas.set_image(outcome.std_map, levels=(0.0, max(std_max, 1e-3)))
-        self.summary.setText(self._summary(outcome))
+        self._text = self._summary(outcome)
+        self.summary.setText(self._text)
 
     @staticmethod
     def _summary(outcome) -> str:
