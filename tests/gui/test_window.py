@@ -176,8 +176,8 @@ def test_parameter_forms_are_generated_from_the_registry(window):
         rows = describe_params(info.params)
         assert set(window.method_panel.form.editors) == {r["name"] for r in rows}
         for row in rows:
-            assert window.method_panel.form.values()[row["name"]] == pytest.approx(row["default"]) \
-                if isinstance(row["default"], float) else row["default"]
+            expected = pytest.approx(row["default"]) if isinstance(row["default"], float) else row["default"]
+            assert window.method_panel.form.values()[row["name"]] == expected
             if row["help"]:
                 assert row["help"] in window.method_panel.form.editor(row["name"]).toolTip()
     window.choose_method("tikhonov", None, {})
