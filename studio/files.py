@@ -80,6 +80,9 @@ class FileMenuMixin:
             else:
                 recipe = read_recipe(path)
             restored = self.state.apply_recipe(recipe)
+        except RecursionError:
+            self.messages.error(f"Cannot read the recipe in {Path(path).name}: it is nested too deeply")
+            return False
         except (EngineError, OSError, ValueError) as err:
             self.messages.error(f"Cannot read the recipe in {Path(path).name}: {err}")
             return False

@@ -92,10 +92,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def check_folder(path: str | Path) -> Path:
-    """``path`` as a Path, refused at once when its folder does not exist."""
+    """``path`` as a Path, refused at once when its folder does not exist or it is a
+    folder itself (then no rename of `atomic_write_all` can fail after another one)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ExportError(f"cannot write {path}: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise ExportError(f"cannot write {path}: it is a folder")
     return path
 
 

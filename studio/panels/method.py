@@ -19,8 +19,7 @@ from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGridLayout, QGroupBox,
 from superqt import QLabeledDoubleSlider
 
 from studio.panels.param_form import ParamForm, combo
-
-MAX_SAMPLES = 64
+from studio.state import MAX_SAMPLES
 
 
 class MethodPanel(QGroupBox):
