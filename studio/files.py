@@ -90,8 +90,9 @@ class FileMenuMixin:
         if source.startswith(SAMPLE_PREFIX):
             self._redraw(source)
         elif not restored:
+            named = repr(source) if len(source) <= 120 else f"{source[:100]!r}… ({len(source)} characters)"
             self.messages.warning(f"Restored the settings of {Path(path).name}; its source "
-                                  f"image {source!r} is not available, so the current image is kept.")
+                                  f"image {named} is not available, so the current image is kept.")
             return True
         legacy = (" Its measurement noise uses the legacy scheme v1 (shared with sample k when "
                   "seed + k = measurement seed), as recorded, so the result reproduces."
