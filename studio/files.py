@@ -176,7 +176,29 @@ class FileMenuMixin:
     def choose_screenshot(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", self.last_dir, "PNG (*.png)")
         if path:
-            self.grab().save(path)
+            self.save_screenshot(path)
+
+    def save_screenshot(self, path: str) -> bool:
+        """The window as a PNG, written atomically (an existing file is never truncated)."""
+        from engine.io.export import atomic_write, check_folder
+        from engine.core.step import EngineError
+
+        image = self.grab()
+
+        def write(tmp: Path) -> None:
+            if not image.save(str(tmp), "PNG"):
+                raise OSError(0, "the screenshot could not be encoded")
+        try:
+            target = check_folder(path)
+            if target.suffix.lower() != ".png":
+                self.messages.error(f"Cannot write {target.name}: screenshots are .png files.")
+                return False
+            atomic_write(target, write)
+        except EngineError as err:
+            self.messages.error(f"Screenshot failed: {err}")
+            return False
+        self.messages.info(f"Wrote {path}.")
+        return True
 
     # -- settings ---------------------------------------------------------------------
     def _restore_window_settings(self) -> None:

@@ -92,6 +92,17 @@ def test_the_failure_message_does_not_repeat_the_method_name():
     assert failure_message(ticket, BadInputError("vp: bad")) == "vp: bad"
 
 
+def test_a_screenshot_never_truncates_an_existing_file(window, tmp_path):
+    """Found by the random-input drive: "Save screenshot" onto recipe.json emptied it."""
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text('{"method": "pinv"}')
+    assert not window.save_screenshot(str(recipe))
+    assert recipe.read_text() == '{"method": "pinv"}' and ".png" in window.messages.text()
+    assert window.save_screenshot(str(tmp_path / "shot.png"))
+    with Image.open(tmp_path / "shot.png") as image:
+        assert image.format == "PNG" and image.width > 100
+
+
 # -- item 4: a recipe is validated whole, then applied or not at all -------------------------
 
 def configured_state():
@@ -219,6 +230,17 @@ def hostile_files(folder: Path) -> list[str]:
                                                         str(folder / "missing" / "x.csv"), ""]
 
 
+def menu_actions(menu) -> list:
+    """Every command of a menu bar or menu (submenus opened), Quit left out."""
+    out = []
+    for action in menu.actions():
+        if action.menu():
+            out += menu_actions(action.menu())
+        elif action.text() and "Quit" not in action.text():
+            out.append(action)
+    return out
+
+
 @pytest.mark.reliability
 @pytest.mark.qt_no_exception_capture
 def test_random_input_raises_nothing(window, qtbot, tmp_path, monkeypatch):
@@ -227,6 +249,7 @@ def test_random_input_raises_nothing(window, qtbot, tmp_path, monkeypatch):
     own excepthook counts what reaches the event loop: zero allowed."""
     import sys
 
+    from PySide6.QtCore import Qt
     from PySide6.QtWidgets import (QAbstractButton, QAbstractSpinBox, QComboBox, QFileDialog,
                                    QLineEdit, QSpinBox, QTabWidget)
 
@@ -240,8 +263,7 @@ def test_random_input_raises_nothing(window, qtbot, tmp_path, monkeypatch):
     saved, hook = sys.excepthook, install_excepthook(window)
     errors = []
     hook.raised.connect(errors.append)
-    actions = [a for a in window.findChildren(type(window.stop_action))
-               if a.text() and "Quit" not in a.text() and not a.menu()]
+    actions = menu_actions(window.menuBar())
     try:
         for _ in range(ACTIONS):
             kind = rng.choice(["button", "spin", "combo", "action", "tab", "text", "wait"])
@@ -265,11 +287,15 @@ def test_random_input_raises_nothing(window, qtbot, tmp_path, monkeypatch):
                 tabs = rng.choice(window.findChildren(QTabWidget))
                 tabs.setCurrentIndex(rng.randrange(tabs.count()))
             elif kind == "text":
-                edits = [e for e in window.findChildren(QLineEdit) if e.isEnabled() and not e.isReadOnly()]
-                if edits:
+                edits = [e for e in window.findChildren(QLineEdit)
+                         if e.isEnabled() and e.isVisible() and not e.isReadOnly()]
+                if edits:  # typed as a user would: select all, type, Enter (QTest types ASCII only)
                     edit = rng.choice(edits)
-                    edit.setText(rng.choice(["", "-1", "1e309", "nan", "ä" * 300, "9" * 40]))
-                    edit.editingFinished.emit()
+                    edit.setFocus()
+                    edit.selectAll()
+                    qtbot.keyClick(edit, Qt.Key.Key_Backspace)
+                    qtbot.keyClicks(edit, rng.choice(["", "-1", "1e309", "nan", "x" * 30, "9" * 40]))
+                    qtbot.keyClick(edit, Qt.Key.Key_Return)
             qtbot.wait(rng.choice([0, 0, 5, 50]))
         window.controller.stop()
         qtbot.waitUntil(lambda: window.controller.current is None, timeout=120_000)
