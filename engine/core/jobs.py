@@ -128,8 +128,9 @@ class Job:
             raise BadInputError(f"the image is {tuple(self.clean.shape)} but {model} works on "
                                 f"{fitted_shape(self.prior, self.clean.shape)} (C, H, W); "
                                 "convert it first")
-        shape = tuple(self.clean.shape) if self.clean is not None else tuple(self.prior.shape)
-        budget.check(self.info, self.params, shape, request.n)
+        shape = self.clean.shape if self.clean is not None else getattr(self.prior, "shape", None)
+        if shape is not None:  # (else `info.check` below refuses: nothing to restore or sample)
+            budget.check(self.info, self.params, tuple(shape), request.n)
         self.degradation = request.degradation or (Degradation() if self.clean is not None else None)
         self.y_image, self.measurement = self._measure()
         self.info.check(self.prior, self.measurement, self.degradation)
