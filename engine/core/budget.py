@@ -14,8 +14,12 @@ samples, or a smaller image). Decisions:
   sample's C·H·W). Peak RSS growth measured on this project's CPU build (2 cores,
   torch 2.13): pinv 28–30 copies (3×1000×1000, n = 1 and 4); tikhonov 65 (3×1000×1000,
   trajectory subtracted) and 109 (1×28×28, n = 4096); ddim@vp 260–311 (1×28×28,
-  n = 256 and 1024). A method without a network is counted at `BASELINE_COPIES`
-  (pinv at its own figure), one with a network at `NETWORK_COPIES`.
+  n = 256 and 1024); ddim@photo 101 and 78 (3×512×512 and 3×1024×1024, n = 1). A
+  method without a network is counted at `BASELINE_COPIES` (pinv at its own figure);
+  one with a network at `STATE_COPIES` per sample plus `NETWORK_COPIES` per pixel one
+  network call sees: all n·C·H·W, or at most a tile's worth for a prior that tiles
+  large images (``max_tile_pixels``, `engine.priors.tiling`), whose activations then
+  stay bounded however large the photo.
 * Added on top: the trajectory (8-bit thumbnails of sample 0: x_t and x̂0 for at most
   `TRAJECTORY_FRAMES` steps; the step count is the method's ``nfe``, ``steps`` or
   ``iterations`` parameter when it has one), and ``torch.pdist``'s n(n−1)/2 float64
@@ -33,7 +37,8 @@ from engine.core.step import BadInputError
 LIMIT_ENV = "RESTORATION_MEMORY_LIMIT"
 TRAJECTORY_FRAMES = 128  # the job's bounded ring of thumbnails (engine.core.jobs)
 BASELINE_COPIES = 128  # image copies per sample, methods without a network (measured ≤ 109)
-NETWORK_COPIES = 384  # image copies per sample, methods with a network (measured ≤ 311)
+STATE_COPIES = 64  # image copies per sample, a network method's own state and metrics
+NETWORK_COPIES = 320  # image copies per pixel a network call sees (with STATE: measured ≤ 311)
 OWN_COPIES = {"pinv": 32}  # measured 28–30
 FLOAT32, FLOAT64 = 4, 8
 UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -69,13 +74,17 @@ def _steps(params) -> int:
     return TRAJECTORY_FRAMES
 
 
-def estimate(info, params, shape: tuple[int, ...], n: int) -> int:
-    """Peak bytes of a job running ``info`` with ``params`` on n samples of ``shape``."""
+def estimate(info, params, shape: tuple[int, ...], n: int, tile_pixels: int | None = None) -> int:
+    """Peak bytes of a job running ``info`` with ``params`` on n samples of ``shape``;
+    ``tile_pixels``: the most pixels one network call sees (a tiling prior), else None."""
     pixels = 1
     for side in shape:
         pixels *= int(side)
-    copies = OWN_COPIES.get(info.name, NETWORK_COPIES if info.needs_prior else BASELINE_COPIES)
-    working = copies * n * pixels * FLOAT32
+    if info.needs_prior:  # the method's own state, and the network's activations
+        seen = n * pixels if tile_pixels is None else min(n * pixels, tile_pixels * int(shape[0]))
+        working = (STATE_COPIES * n * pixels + NETWORK_COPIES * seen) * FLOAT32
+    else:
+        working = OWN_COPIES.get(info.name, BASELINE_COPIES) * n * pixels * FLOAT32
     trajectory = 2 * _steps(params) * pixels  # uint8 thumbnails of x_t and x̂0
     distances = n * (n - 1) // 2 * FLOAT64  # the diversity metric's pdist
     return working + trajectory + distances
@@ -94,19 +103,20 @@ def _gb(size: int) -> str:
     return f"{size / 2**30:.1f} GB" if size >= 2**28 else f"{size / 2**20:.0f} MB"
 
 
-def check(info, params, shape: tuple[int, ...], n: int) -> None:
+def check(info, params, shape: tuple[int, ...], n: int, tile_pixels: int | None = None) -> None:
     """Raise `BadInputError` when the job would need more memory than the limit."""
-    need = estimate(info, params, shape, n)
+    estimate_for = lambda shape, n: estimate(info, params, shape, n, tile_pixels)
+    need = estimate_for(shape, n)
     limit, origin = memory_limit()
     if need <= limit:
         return
     size = "×".join(str(int(s)) for s in shape)
-    fits_n = _largest(lambda k: k < 1 or estimate(info, params, shape, k) <= limit, n)
+    fits_n = _largest(lambda k: k < 1 or estimate_for(shape, k) <= limit, n)
     if fits_n >= 1:
         smaller = f"{fits_n} samples fit" if fits_n > 1 else "1 sample fits"
     else:
         c, h, w = (tuple(shape) + (1, 1, 1))[:3]
-        scale = _largest(lambda k: estimate(info, params, (c, k, k * w // max(h, 1)), 1) <= limit, h)
+        scale = _largest(lambda k: estimate_for((c, k, k * w // max(h, 1)), 1) <= limit, h)
         smaller = (f"an image of at most {scale}×{scale * w // max(h, 1)} pixels fits"
                    if scale >= 1 else "nothing fits")
     raise BadInputError(f"{info.name} on {n} sample(s) of {size} needs about {_gb(need)} of memory; "

@@ -130,7 +130,8 @@ class Job:
                                 "convert it first")
         shape = self.clean.shape if self.clean is not None else getattr(self.prior, "shape", None)
         if shape is not None:  # (else `info.check` below refuses: nothing to restore or sample)
-            budget.check(self.info, self.params, tuple(shape), request.n)
+            budget.check(self.info, self.params, tuple(shape), request.n,
+                         getattr(self.prior, "max_tile_pixels", None))
         self.degradation = request.degradation or (Degradation() if self.clean is not None else None)
         self.y_image, self.measurement = self._measure()
         self.info.check(self.prior, self.measurement, self.degradation)
