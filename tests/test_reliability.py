@@ -110,13 +110,19 @@ def test_a_failed_json_write_leaves_no_image(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_a_float_tiff_with_nan_pixels_is_refused_as_the_file(tmp_path, capsys):
-    pixels = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
-    pixels[3, 4] = np.nan
-    Image.fromarray(pixels, mode="F").save(tmp_path / "nan.tif")
-    refused(["restore", "--image", str(tmp_path / "nan.tif"), "--degrade", "noise=0.1",
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_float_tiff_with_nan_or_infinite_pixels_is_refused_as_the_file(bad, tmp_path, capsys):
+    pixels = np.linspace(-0.5, 1.5, 32 * 32, dtype=np.float32).reshape(32, 32)
+    pixels[3, 4] = bad
+    Image.fromarray(pixels, mode="F").save(tmp_path / "bad.tif")
+    refused(["restore", "--image", str(tmp_path / "bad.tif"), "--degrade", "noise=0.1",
              "--method", "pinv", "--out", str(tmp_path / "o.png")], capsys,
-            "nan.tif: 1 pixel value(s) are NaN or infinite")
+            "bad.tif: 1 pixel value(s) are NaN or infinite")
+    pixels[3, 4] = 0.5  # finite values outside [0, 1] are clipped, as documented
+    Image.fromarray(pixels, mode="F").save(tmp_path / "ok.tif")
+    from engine.io.imageio import load_image
+    image = load_image(tmp_path / "ok.tif")
+    assert image.min() == 0 and image.max() == 1
 
 
 def test_a_folder_given_as_image_is_called_a_folder(tmp_path, capsys):

@@ -50,7 +50,7 @@ def _to_array(image: Image.Image) -> np.ndarray:
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         return np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0, 1)[..., None]
     if mode == "F":
-        return np.clip(np.asarray(image, dtype=np.float32), 0, 1)[..., None]  # NaN stays NaN
+        return np.asarray(image, dtype=np.float32)[..., None]  # checked, then clipped by load_image
     if mode == "1":
         image = image.convert("L")
     elif mode == "P":
@@ -90,9 +90,10 @@ def load_image(path: str | Path) -> torch.Tensor:
         raise BadImageError(f"{path.name}: not a readable image ({err.__class__.__name__})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise BadImageError(f"{path.name}: damaged or truncated image ({err})") from None
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
+    if not np.isfinite(array).all():
         raise BadImageError(f"{path.name}: {int((~np.isfinite(array)).sum())} pixel value(s) "
                             "are NaN or infinite")
+    array = np.clip(array, 0, 1)  # float images may hold any value
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 
