@@ -99,16 +99,31 @@ def _request_params(args) -> dict:
     return params
 
 
-def _write_outputs(args, result, extra: dict) -> None:
+def _check_outputs(args) -> None:
+    """Refuse bad output paths before the run: the format of --out (by its extension),
+    --json (.json/.csv), --trajectory (.gif/.mp4), each in an existing folder."""
     from engine.io import export
 
-    export.save_grid(args.out, result.samples, result.recipe, scale=args.scale)
+    args.out = str(export.grid_path(args.out)[0])
+    if args.json:
+        export.metrics_path(args.json)
     if getattr(args, "trajectory", None):
-        export.save_trajectory(args.trajectory, [frame for _, frame, _ in result.trajectory])
+        export.trajectory_path(args.trajectory)
+
+
+def _write_outputs(args, result, extra: dict) -> None:
+    """Write the grid, trajectory and metrics of a run: all of them or none."""
+    from engine.io import export
+
+    writes = [export.grid_writer(args.out, result.samples, result.recipe, scale=args.scale)]
+    if getattr(args, "trajectory", None):
+        writes.append(export.trajectory_writer(args.trajectory,
+                                               [frame for _, frame, _ in result.trajectory]))
     if args.json:
         flat = {k: v for k, v in result.metrics.items() if not isinstance(v, (list, dict))}
         flat.update(extra)
-        export.save_metrics(args.json, flat)
+        writes.append(export.metrics_writer(args.json, flat))
+    export.atomic_write_all(writes)
     summary = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
     print(f"wrote {args.out}: {summary}", file=sys.stderr)
 
@@ -119,6 +134,7 @@ def cmd_restore(args) -> int:
 
     if (args.image is None) == (args.sample is None):
         raise EngineError("give exactly one of --image PATH or --sample INDEX")
+    _check_arguments(args)
     if args.image is not None:
         from engine.io.imageio import load_image
         image, source = load_image(args.image), args.image
@@ -139,6 +155,29 @@ def cmd_restore(args) -> int:
     return 0
 
 
+def _check_arguments(args) -> None:
+    """What can be refused before loading anything: device, outputs, the method's name."""
+    from engine.core import registry
+    from engine.core.jobs import check_device
+
+    check_device(args.device)
+    _check_outputs(args)
+    registry.split_spec(_method_spec(args.method, args.model))
+
+
+def _refuse_point_prior(spec: str, device: str) -> None:
+    """The CLI writes image grids: a prior over 2-D points (the toy priors) has none."""
+    from engine.core import registry
+    from engine.core.capabilities import spec_of
+    from engine.priors.catalog import load_model
+
+    name, model = registry.split_spec(spec)
+    if registry.get(name).needs_prior and model is not None and \
+            not spec_of(load_model(model, device)).is_image:
+        raise EngineError(f"{model} is a prior over 2-D points, not images; the command line "
+                          "writes images (the studio's Playground shows it)")
+
+
 def _fit_image(image, spec: str, device: str):
     """Convert an image to the model's shape, saying what was done (never silently)."""
     from engine.core import registry
@@ -150,6 +189,7 @@ def _fit_image(image, spec: str, device: str):
     if not registry.get(name).needs_prior or model is None:
         return image
     loaded = load_model(model, device)  # cached: the job reuses it
+    _refuse_point_prior(spec, device)
     image, note = conform(image, fitted_shape(loaded, image.shape))
     if note:
         print(f"note: {note}", file=sys.stderr)
@@ -159,7 +199,9 @@ def _fit_image(image, spec: str, device: str):
 def cmd_sample(args) -> int:
     from engine.core.jobs import Request, run_job
 
+    _check_arguments(args)
     spec = _method_spec(args.method, args.model)
+    _refuse_point_prior(spec, args.device)
     request = Request(method=spec, params=_request_params(args), seed=args.seed, n=args.n,
                       device=args.device, source="unconditional")
     result = run_job(request, _progress_bar())
@@ -185,10 +227,33 @@ FORWARDED = {"train": "engine.train", "schedule": "engine.core.wasserstein",
              "rgm-levels": "engine.evaluation.rgm_levels"}
 
 
+def _integer(text: str) -> int:
+    """An integer argument; ``1e9`` and ``2**70`` are read as the numbers they name, so
+    the range check that follows says what is wrong with them (not a usage error)."""
+    base, power, exponent = text.partition("**")
+    try:
+        if power:
+            value = int(base) ** min(int(exponent), 4096)  # far beyond any range; bounded work
+        else:
+            value = int(text) if text.strip().lstrip("+-").isdigit() else float(text)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if isinstance(value, float) and not value.is_integer():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+    return int(value)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line (``error: …``) with exit status 2, like every bad input."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine",
-                                     description="Restoration Studio engine (headless).")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="python -m engine",
+                           description="Restoration Studio engine (headless).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p = sub.add_parser("list", help="operators, methods, models and priors")
     p.add_argument("--json", action="store_true")
@@ -197,11 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p):
         p.add_argument("--method", required=True, help="NAME or NAME@MODEL")
         p.add_argument("--model", help="model/prior name (default: the method's)")
-        p.add_argument("--nfe", type=int, help="network evaluations (the method's nfe parameter)")
-        p.add_argument("--n", type=int, default=1, help="samples")
-        p.add_argument("--seed", type=int, default=0, help="sample k uses seed + k")
+        p.add_argument("--nfe", type=_integer, help="network evaluations (the method's nfe parameter)")
+        p.add_argument("--n", type=_integer, default=1, help="samples")
+        p.add_argument("--seed", type=_integer, default=0, help="sample k uses seed + k")
         p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-        p.add_argument("--out", required=True, help="PNG grid (recipe embedded)")
+        p.add_argument("--out", required=True, help="grid image in the format its extension names "
+                                                    "(.png, the default, embeds the recipe)")
         p.add_argument("--scale", type=int, default=1, choices=range(1, 9), metavar="1..8",
                        help="nearest-neighbour magnification of the grid")
         p.add_argument("--json", help="metrics as a flat JSON object")
@@ -211,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="PNG/JPEG/TIFF/BMP file")
     p.add_argument("--sample", type=int, help="index into the bundled demo set")
     p.add_argument("--degrade", required=True, help="e.g. blur=2.0,noise=0.05")
-    p.add_argument("--measurement-seed", type=int, default=0)
+    p.add_argument("--measurement-seed", type=_integer, default=0)
     p.add_argument("--trajectory", help="GIF or MP4 of the reverse trajectory")
     common(p)
     p.set_defaults(func=cmd_restore)

@@ -4,6 +4,10 @@
   the first paint, then the last session (QSettings) or the embedded default (demo
   image 0, a fast method) is restored. ``--start-time`` prints the time to the first
   paint and to the engine being ready.
+* Settings live where `settings_store` says: ``$RESTORATION_STUDIO_SETTINGS`` (an INI
+  file) when set — the test suite sets it, so no test touches the user's settings —
+  else the platform's user settings.
+* Exceptions that reach the event loop go to `ExceptionHook` (counted, observable).
 * ``--run-demo``: on a fresh state (no stored settings read or written) it loads a
   demo image, degrades it, runs the method to completion on the engine thread, fills
   the diversity gallery, saves a screenshot of the window with ``--screenshot PATH``
@@ -13,11 +17,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
 
 import studio  # noqa: F401  (selects the Qt binding for superqt and pyqtgraph)
+from PySide6.QtCore import QObject, Signal
+
+SETTINGS_ENV = "RESTORATION_STUDIO_SETTINGS"
 
 SCREENSHOT_SIZE = (1440, 920)
 
@@ -40,10 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _settings(fresh: bool):
+def settings_store(fresh: bool = False):
+    """Where the studio keeps its settings: ``$RESTORATION_STUDIO_SETTINGS`` (an INI file;
+    tests and benchmarks point it at a temporary folder) or the platform's user settings
+    (``~/.config/RestorationStudio`` on Linux); None = a fresh state, nothing stored."""
     from PySide6.QtCore import QSettings
 
-    return None if fresh else QSettings("RestorationStudio", "Restoration Studio")
+    if fresh:
+        return None
+    path = os.environ.get(SETTINGS_ENV)
+    if path:
+        return QSettings(path, QSettings.Format.IniFormat)
+    return QSettings("RestorationStudio", "Restoration Studio")
 
 
 class Demo:
@@ -108,14 +124,36 @@ class Demo:
         self.app.quit()
 
 
-def report_unexpected(window, demo, kind, error, tb) -> None:
-    """A bug, not a user error: print the traceback, say so in the window, keep running."""
-    traceback.print_exception(kind, error, tb)
-    if demo is not None:
-        demo.fail(f"{kind.__name__}: {error}")
-    else:
-        window.messages.error(f"Internal error ({kind.__name__}: {error}); details on stderr. "
-                              "Please report it.")
+class ExceptionHook(QObject):
+    """``sys.excepthook`` of the studio: an exception that reached Qt's event loop is a
+    bug, not a user error. It prints the traceback, says so in the window (or fails the
+    demo), keeps running, and counts: `count` and the `raised` signal let tests and
+    other observers see every one (the random-input drive allows none)."""
+
+    raised = Signal(str)  # "Type: message"
+
+    def __init__(self, window, demo=None):
+        super().__init__(window)
+        self.window, self.demo = window, demo
+        self.count = 0
+
+    def __call__(self, kind, error, tb) -> None:
+        self.count += 1
+        traceback.print_exception(kind, error, tb)
+        text = f"{kind.__name__}: {error}"
+        if self.demo is not None:
+            self.demo.fail(text)
+        else:
+            self.window.messages.error(f"Internal error ({text}); details on stderr. "
+                                       "Please report it.")
+        self.raised.emit(text)
+
+
+def install_excepthook(window, demo=None) -> ExceptionHook:
+    """Make an `ExceptionHook` for ``window`` the process's ``sys.excepthook``."""
+    hook = ExceptionHook(window, demo)
+    sys.excepthook = hook
+    return hook
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Restoration Studio")
     app.setOrganizationName("RestorationStudio")
-    window = MainWindow(_settings(fresh=args.run_demo))
+    window = MainWindow(settings_store(fresh=args.run_demo))
     if args.run_demo:
         window.resize(*SCREENSHOT_SIZE)
     window.show()
@@ -146,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         if demo is not None:
             demo.start()
 
-    sys.excepthook = lambda *exc: report_unexpected(window, demo, *exc)
+    install_excepthook(window, demo)
     QTimer.singleShot(0, load)
     code = app.exec()
     return demo.exit_code if demo is not None else code

@@ -184,6 +184,9 @@ class FileMenuMixin:
             else:
                 recipe = read_recipe(path)
             restored = self.state.apply_recipe(recipe)
+        except RecursionError:
+            self.messages.error(f"Cannot read the recipe in {Path(path).name}: it is nested too deeply")
+            return False
         except (EngineError, OSError, ValueError) as err:
             self.messages.error(f"Cannot read the recipe in {Path(path).name}: {err}")
             return False
@@ -191,8 +194,9 @@ class FileMenuMixin:
         if source.startswith(SAMPLE_PREFIX):
             self._redraw(source)
         elif not restored:
+            named = repr(source) if len(source) <= 120 else f"{source[:100]!r}… ({len(source)} characters)"
             self.messages.warning(f"Restored the settings of {Path(path).name}; its source "
-                                  f"image {source!r} is not available, so the current image is kept.")
+                                  f"image {named} is not available, so the current image is kept.")
             return True
         legacy = (" Its measurement noise uses the legacy scheme v1 (shared with sample k when "
                   "seed + k = measurement seed), as recorded, so the result reproduces."
@@ -286,7 +290,29 @@ class FileMenuMixin:
         path, chosen = QFileDialog.getSaveFileName(self, "Save screenshot", self.last_dir, "PNG (*.png)")
         path = with_extension(path, chosen or "PNG (*.png)")
         if path:
-            self.grab().save(path)
+            self.save_screenshot(path)
+
+    def save_screenshot(self, path: str) -> bool:
+        """The window as a PNG, written atomically (an existing file is never truncated)."""
+        from engine.io.export import atomic_write, check_folder
+        from engine.core.step import EngineError
+
+        image = self.grab()
+
+        def write(tmp: Path) -> None:
+            if not image.save(str(tmp), "PNG"):
+                raise OSError(0, "the screenshot could not be encoded")
+        try:
+            target = check_folder(path)
+            if target.suffix.lower() != ".png":
+                self.messages.error(f"Cannot write {target.name}: screenshots are .png files.")
+                return False
+            atomic_write(target, write)
+        except EngineError as err:
+            self.messages.error(f"Screenshot failed: {err}")
+            return False
+        self.messages.info(f"Wrote {path}.")
+        return True
 
     # -- settings ---------------------------------------------------------------------
     def _restore_window_settings(self) -> None:

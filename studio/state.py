@@ -35,6 +35,11 @@ Decisions:
   settings until another recipe is opened. Keys it does not know (versions, rng_device, dtype) are ignored. The
   source is restored by `load_source` when it names a demo image or a file that
   exists; otherwise the current image stays and the caller is told.
+* A recipe is validated whole before anything changes (`recipe_settings`): the
+  method, its model (available here and able to run it), its parameters (the engine's
+  `make_params`), seeds, n (up to `MAX_SAMPLES`), latent mix, device, degradation and
+  measurement-noise scheme; a bad value raises `BadInputError` naming it, and the
+  state stays as it was. The source image is read before the first field is set.
 * Engine imports are local to functions: importing this module must not import torch
   (the window appears before torch is loaded).
 """
@@ -50,6 +55,7 @@ from psygnal import SignalGroupDescriptor
 
 DEMO_PREFIX = "demo:"
 SAMPLE_PREFIX = "sample:"
+MAX_SAMPLES = 64  # samples per run the studio offers (the n box; recipes are held to it)
 
 
 @dataclass
@@ -176,42 +182,21 @@ class StudioState:
     def apply_recipe(self, recipe: dict[str, Any]) -> bool:
         """Restore the settings of a recipe; True if its source image was restored too.
 
-        Everything is checked before anything changes: a malformed recipe or an unknown
-        method raises `BadInputError` (from the engine) and leaves the state as it was.
+        Everything is checked before anything changes (`recipe_settings`, with the
+        engine's own validation), the source image is read, and only then the settings
+        are set: a malformed recipe raises `BadInputError` and leaves the state as it was.
         """
-        from engine.core import registry
-        from engine.core.operators import Degradation
-        from engine.core.rng import recipe_measurement_noise
-        from engine.core.step import BadInputError
-
-        if not isinstance(recipe, dict):
-            raise BadInputError("a recipe is a JSON object with method, params, seed, …")
-        try:
-            method = registry.get(str(recipe["method"])).name
-            model = recipe.get("model") or None
-            params = dict(recipe.get("params") or {})
-            seed, n = int(recipe.get("seed", 0)), int(recipe.get("n", 1))
-            measurement_seed = int(recipe.get("measurement_seed", 0))
-            measurement_noise = recipe_measurement_noise(recipe)
-            latent_seed = int(recipe.get("latent_seed") or 1)
-            latent_mix = float(recipe.get("latent_mix") or 0.0)
-            if not 0.0 <= latent_mix <= 1.0:
-                raise ValueError(f"latent_mix {latent_mix} is outside [0, 1]")
-            degradation = Degradation.parse(recipe.get("degradation") or "none")
-        except (KeyError, TypeError, ValueError) as err:
-            if isinstance(err, BadInputError):
-                raise
-            raise BadInputError(f"the recipe is incomplete or malformed ({err})") from None
-        self.degradation.set_degradation(degradation)
-        self.degradation.measurement_seed = measurement_seed
-        self.degradation.measurement_noise = measurement_noise
-        self.method.method, self.method.model = method, model
-        self.method.params, self.method.seed, self.method.n = params, seed, n
-        self.method.device = str(recipe.get("device") or "cpu")
-        self.method.latent_seed, self.method.latent_mix = latent_seed, latent_mix
-        image = load_source(str(recipe.get("source") or ""))
+        settings = recipe_settings(recipe)
+        image = load_source(settings["source"])
+        d, m = self.degradation, self.method
+        d.set_degradation(settings["degradation"])
+        d.measurement_seed, d.measurement_noise = settings["measurement_seed"], settings["measurement_noise"]
+        m.method, m.model = settings["method"], settings["model"]
+        m.params, m.seed, m.n = settings["params"], settings["seed"], settings["n"]
+        m.device = settings["device"]
+        m.latent_seed, m.latent_mix = settings["latent_seed"], settings["latent_mix"]
         if image is not None:
-            self.set_source(image, str(recipe["source"]))
+            self.set_source(image, settings["source"])
         return image is not None
 
     # -- building requests ------------------------------------------------------------
@@ -250,6 +235,83 @@ class StudioState:
                        latent_mix=m.latent_mix)
 
 
+def _integer(recipe: dict, key: str, default: int, lo: int, hi: int) -> int:
+    """An integer setting of a recipe (JSON may write 3 as 3.0) within [lo, hi]."""
+    value = recipe.get(key, default)
+    if value is None:
+        value = default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise BadRecipe(f"{key} must be an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+class BadRecipe(ValueError):
+    """A recipe value out of range or of the wrong type (becomes a `BadInputError`)."""
+
+
+def recipe_settings(recipe: Any) -> dict[str, Any]:
+    """Every setting of a recipe, checked as the engine checks a request (method, model,
+    parameters, seeds, n, device, degradation); raises `BadInputError`, changes nothing."""
+    from engine.core import registry
+    from engine.core.jobs import SEED_MAX, check_device
+    from engine.core.operators import Degradation
+    from engine.core.rng import recipe_measurement_noise
+    from engine.core.step import BadInputError
+
+    if not isinstance(recipe, dict):
+        raise BadInputError("a recipe is a JSON object with method, params, seed, …")
+    try:
+        info = registry.get(str(recipe["method"]))
+        model = info.default_model if recipe.get("model") is None else recipe["model"]
+        model = _checked_model(info, model) if info.needs_prior else None
+        params = recipe.get("params") or {}
+        if not isinstance(params, dict):
+            raise BadRecipe(f"params must be an object, got {params!r}")
+        typed = registry.make_params(info.params, params)
+        latent_mix = recipe.get("latent_mix") or 0.0
+        if isinstance(latent_mix, bool) or not isinstance(latent_mix, (int, float)) \
+                or not 0.0 <= latent_mix <= 1.0:
+            raise BadRecipe(f"latent_mix must be a number in [0, 1], got {latent_mix!r}")
+        degradation, device, source = (recipe.get(key) for key in ("degradation", "device", "source"))
+        for key, value in (("degradation", degradation), ("device", device), ("source", source)):
+            if value is not None and not isinstance(value, str):
+                raise BadRecipe(f"{key} must be a string, got {type(value).__name__}")
+        check_device(device or "cpu")
+        return {"method": info.name, "model": model,
+                "params": {name: getattr(typed, name) for name in params},
+                "seed": _integer(recipe, "seed", 0, 0, SEED_MAX),
+                "n": _integer(recipe, "n", 1, 1, MAX_SAMPLES),
+                "measurement_seed": _integer(recipe, "measurement_seed", 0, 0, SEED_MAX),
+                "measurement_noise": recipe_measurement_noise(recipe),
+                "latent_seed": _integer(recipe, "latent_seed", 1, 0, SEED_MAX),
+                "latent_mix": float(latent_mix),
+                "degradation": Degradation.parse(degradation or "none"),
+                "device": device or "cpu", "source": source or ""}
+    except BadInputError:
+        raise
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as err:
+        reason = f"no {err}" if isinstance(err, KeyError) else str(err)
+        raise BadInputError(f"the recipe is incomplete or malformed ({reason})") from None
+
+
+def _checked_model(info, model) -> str:
+    """The recipe's model when it exists here and can run the method."""
+    from engine.core import registry
+    from engine.core.step import BadInputError
+    from engine.priors.catalog import model_specs
+
+    specs = model_specs()
+    if not isinstance(model, str) or model not in specs:
+        raise BadInputError(f"the recipe's model {model!r} is not available here "
+                            f"(models: {', '.join(sorted(specs))})")
+    reason = registry.why_not(info, specs[model])
+    if reason:
+        raise BadInputError(reason)
+    return model
+
+
 def load_source(name: str):
     """The image a recipe's source names: ``demo:K`` or an existing file; else None."""
     if name.startswith(DEMO_PREFIX):
@@ -261,11 +323,19 @@ def load_source(name: str):
         except ValueError:
             return None
         return images[index] if 0 <= index < len(images) else None
-    if name and not name.startswith(SAMPLE_PREFIX) and Path(name).is_file():
+    if name and not name.startswith(SAMPLE_PREFIX) and _is_file(name):
         from engine.io.imageio import load_image
 
         return load_image(name)
     return None
+
+
+def _is_file(name: str) -> bool:
+    """An existing file (a name too long for the file system, or with a NUL, is none)."""
+    try:
+        return Path(name).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def working_image(image, shape: tuple[int, ...] | None):

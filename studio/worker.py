@@ -21,7 +21,9 @@ costs nothing. `submit_task` runs any other task generator the same way. Decisio
   which alone made live Tikhonov re-runs take seconds. `torch.set_num_threads` acts
   per thread, so this touches neither the GUI thread nor other tasks.
 * Errors never escape: engine errors (`EngineError`) reach the GUI as their message,
-  anything else as its type and message (and the traceback on stderr).
+  anything else as its type and message (and the traceback on stderr). Every
+  exception ends its task with `failed` then `finished`, a `RuntimeError` too (superqt
+  takes one for a deleted worker and would end the task silently: `EngineWorker.work`).
 """
 
 from __future__ import annotations
@@ -50,9 +52,16 @@ class EngineWorker(GeneratorWorker):
     def work(self):
         with intra_op_threads(self.threads):
             try:
-                return super().work()
+                result = super().work()
             finally:
                 self._gen.close()
+        if isinstance(result, BaseException):
+            # superqt returns a RuntimeError raised by the generator (torch raises many)
+            # instead of raising it, and then emits neither errored nor finished: the
+            # studio would stay on "Running…" forever. Raised here, it ends the task
+            # through `errored` and `finished` like any other exception.
+            raise result
+        return result
 
 
 @contextmanager
@@ -80,6 +89,21 @@ def threads_for(request) -> int | None:
         return None if registry.get(registry.split_spec(request.method)[0]).needs_prior else 1
     except EngineError:  # the job itself will say what is wrong with the request
         return None
+
+
+def failure_message(ticket: Ticket, exc: BaseException) -> str:
+    """What the user reads when a task fails: an engine error's message, anything else
+    as its type and message (its traceback goes to stderr). The window prefixes the
+    task's label, so a message that starts with the method's name loses it here."""
+    from engine.core.step import EngineError
+
+    if isinstance(exc, EngineError):
+        message = str(exc)
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    method = ticket.label.partition("@")[0]
+    return message[len(method) + 2:] if method and message.startswith(f"{method}: ") else message
 
 
 class EngineController(QObject):
@@ -196,14 +220,7 @@ class EngineController(QObject):
         self._emit_if_current(ticket, self.finished, ticket, outcome)
 
     def _on_errored(self, ticket, exc):
-        from engine.core.step import EngineError
-
-        if isinstance(exc, EngineError):
-            message = str(exc)
-        else:
-            message = f"{type(exc).__name__}: {exc}"
-            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-        self._emit_if_current(ticket, self.failed, ticket, message)
+        self._emit_if_current(ticket, self.failed, ticket, failure_message(ticket, exc))
 
     def _on_aborted(self, ticket):
         self._emit_if_current(ticket, self.cancelled, ticket)

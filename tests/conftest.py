@@ -6,7 +6,8 @@ for the whole session, subprocesses included, so `make test` (= CI) proves the
 no-dataset case on every run and no test's outcome depends on the dataset silently.
 A test that needs the real dataset is marked ``@pytest.mark.dataset``: it sees the
 folder the user configured (``$FASHION_MNIST_DIR`` or the Debian path) and skips
-with a one-line reason when that folder lacks the IDX files.
+with a one-line reason when that folder lacks the IDX files. Settings go to a
+temporary folder the same way (``$RESTORATION_STUDIO_SETTINGS``, ``$XDG_CONFIG_HOME``).
 """
 
 import os
@@ -23,10 +24,17 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "dataset: needs the Fashion-MNIST IDX files (skipped without)")
     config._empty_data_dir = tempfile.mkdtemp(prefix="no-fashion-mnist-")
     os.environ["FASHION_MNIST_DIR"] = config._empty_data_dir
+    # Settings (the studio's, and Qt's own such as QFileDialog's) go to a temporary
+    # folder for the whole session, subprocesses included: no test reads or writes the
+    # user's ~/.config (studio.app.settings_store).
+    config._settings_dir = tempfile.mkdtemp(prefix="studio-settings-")
+    os.environ["RESTORATION_STUDIO_SETTINGS"] = os.path.join(config._settings_dir, "studio.ini")
+    os.environ["XDG_CONFIG_HOME"] = config._settings_dir
 
 
 def pytest_unconfigure(config):
     shutil.rmtree(config._empty_data_dir, ignore_errors=True)
+    shutil.rmtree(config._settings_dir, ignore_errors=True)
     if _USER_DATA_DIR is None:
         os.environ.pop("FASHION_MNIST_DIR", None)
     else:

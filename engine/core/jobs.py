@@ -27,12 +27,17 @@ Decisions:
   step's thumbnails are made once, in `Job._record` (the GUI's frames reuse
   `Job.latest_frame`); the recipe's keys are written by `Request.recipe` (the studio saves
   its settings with it), to which `Job.recipe` adds the resolved parameters and versions.
+* Checked before anything runs, each in one line (`check_request`, `engine.core.budget`):
+  n, the seeds (0 … `SEED_MAX`), the device (cpu, or cuda where there is one), a model
+  named for a method that takes none, an image given to a prior over 2-D points, and
+  the job's estimated peak memory against the limit.
 """
 
 from __future__ import annotations
 
 import platform
 import time
+from numbers import Integral
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -41,14 +46,16 @@ import torch
 
 import engine
 from engine.evaluation import metrics
-from engine.core import registry
-from engine.core.capabilities import fitted_shape
+from engine.core import budget, registry
+from engine.core.capabilities import fitted_shape, spec_of
 from engine.core.operators import Degradation, measure_image
 from engine.priors.catalog import load_model
 from engine.core.rng import MEASUREMENT_NOISE, SampleRNG
 from engine.core.step import BadInputError, Step, check_finite, scalar_extras
 
-TRAJECTORY_FRAMES = 128  # bounded ring of thumbnails (DESIGN §3)
+TRAJECTORY_FRAMES = budget.TRAJECTORY_FRAMES  # bounded ring of thumbnails (DESIGN §3)
+SEED_MAX = 2**31 - 1  # the studio's seed boxes hold 32-bit ints; a CLI recipe reopens there
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass
@@ -103,22 +110,28 @@ def to_thumbnail(x: torch.Tensor) -> np.ndarray:
 class Job:
     def __init__(self, request: Request):
         self.request = request
-        if request.n < 1:
-            raise BadInputError(f"number of samples must be ≥ 1, got {request.n}")
-        if not 0.0 <= request.latent_mix <= 1.0:
-            raise BadInputError(f"latent mix must lie in [0, 1], got {request.latent_mix}")
+        check_request(request)
         name, model = registry.split_spec(request.method)
         self.info = registry.get(name)
+        if not self.info.needs_prior and model is not None:
+            raise BadInputError(f"{name} takes no model; drop @{model}")
         self.model = model if self.info.needs_prior else None
         self.params = registry.make_params(self.info.params, request.params)
         self.prior = load_model(model, request.device) if self.model else None
         self.lo, self.hi = self.prior.data_range if self.prior else (0.0, 1.0)
         self.clean = None if request.image is None else request.image.float().cpu()
+        if self.prior is not None and self.clean is not None and not spec_of(self.prior).is_image:
+            raise BadInputError(f"{model} is a prior over 2-D points, not images; "
+                                "it cannot restore an image")
         if self.prior is not None and self.clean is not None and \
                 tuple(self.clean.shape) != fitted_shape(self.prior, self.clean.shape):
             raise BadInputError(f"the image is {tuple(self.clean.shape)} but {model} works on "
                                 f"{fitted_shape(self.prior, self.clean.shape)} (C, H, W); "
                                 "convert it first")
+        shape = self.clean.shape if self.clean is not None else getattr(self.prior, "shape", None)
+        if shape is not None:  # (else `info.check` below refuses: nothing to restore or sample)
+            budget.check(self.info, self.params, tuple(shape), request.n,
+                         getattr(self.prior, "max_tile_pixels", None))
         self.degradation = request.degradation or (Degradation() if self.clean is not None else None)
         self.y_image, self.measurement = self._measure()
         self.info.check(self.prior, self.measurement, self.degradation)
@@ -239,6 +252,36 @@ class Job:
                 "rng_device": "cpu", "dtype": "float32",
                 "versions": {"engine": engine.__version__, "torch": torch.__version__,
                              "numpy": np.__version__, "python": platform.python_version()}}
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine cannot run on, in one line (before any torch call)."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError, ValueError):
+        kind = None
+    if kind not in DEVICES:
+        raise BadInputError(f"unknown device {device!r}; use {' or '.join(DEVICES)}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise BadInputError(f"device {device!r}: no CUDA device is available here; use cpu")
+    index = torch.device(device).index
+    if kind == "cuda" and index is not None and index >= torch.cuda.device_count():
+        raise BadInputError(f"device {device!r}: there are {torch.cuda.device_count()} CUDA devices")
+
+
+def check_request(request: Request) -> None:
+    """The request's own numbers and device, checked before anything is loaded."""
+    if isinstance(request.n, bool) or not isinstance(request.n, Integral) or request.n < 1:
+        raise BadInputError(f"number of samples must be an integer ≥ 1, got {request.n!r}")
+    seeds = {"seed": request.seed, "measurement seed": request.measurement_seed}
+    if request.latent_seed is not None:
+        seeds["latent seed"] = request.latent_seed
+    for what, seed in seeds.items():
+        if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed <= SEED_MAX:
+            raise BadInputError(f"{what} must be an integer in [0, {SEED_MAX}], got {seed!r}")
+    if not 0.0 <= request.latent_mix <= 1.0:
+        raise BadInputError(f"latent mix must lie in [0, 1], got {request.latent_mix}")
+    check_device(request.device)
 
 
 def run_job(request: Request, progress: Callable[[Step], None] | None = None) -> Result:

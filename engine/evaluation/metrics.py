@@ -31,6 +31,8 @@ import torch.nn.functional as F
 
 SSIM_SIGMA, SSIM_K1, SSIM_K2 = 1.5, 0.01, 0.03
 SSIM_BAND = 256  # output rows per band (memory bound for large photos)
+SSIM_MAPS = 12  # float64 band-sized maps alive at once in `_ssim_map`
+CHUNK_BYTES = 2**27  # float64 working memory of one chunk of samples (PSNR, SSIM)
 
 
 def _batched(x: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,8 +41,22 @@ def _batched(x: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return x, ref
 
 
+def _in_chunks(per_chunk: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+               x: torch.Tensor, ref: torch.Tensor, bytes_per_sample: int) -> torch.Tensor:
+    """``per_chunk`` over chunks of the batch (≤ `CHUNK_BYTES` of float64 work each),
+    concatenated: a per-image metric of n samples then needs one chunk's memory."""
+    rows = max(1, CHUNK_BYTES // max(1, bytes_per_sample))
+    shared = ref.dim() == x.dim() - 1 or ref.shape[0] == 1
+    return torch.cat([per_chunk(x[i:i + rows], ref if shared else ref[i:i + rows])
+                      for i in range(0, x.shape[0], rows)])
+
+
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per image of the batch (data range 1)."""
+    return _in_chunks(_psnr, x, ref, 3 * x[0].numel() * 8)
+
+
+def _psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     x, ref = _batched(x, ref)
     mse = ((x - ref) ** 2).flatten(1).mean(1)
     return (10 * torch.log10(1.0 / mse)).float()
@@ -63,11 +79,18 @@ def ssim_defined(shape: tuple[int, ...]) -> bool:
 def ssim(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Structural similarity per image (mean over the valid region and channels).
 
-    Computed in bands of `SSIM_BAND` output rows, so a multi-megapixel photo needs a few
-    band-sized float64 maps, not a dozen full-size ones."""
+    Computed in bands of `SSIM_BAND` output rows and chunks of samples, so a
+    multi-megapixel photo or a large batch needs a few band-sized float64 maps, not a
+    dozen full-size ones; each image's value is the same as computed whole."""
     if not ssim_defined(tuple(x.shape)):
         raise ValueError(f"SSIM needs images of at least {_gaussian_window(1).shape[-1]} "
                          f"pixels a side, got {tuple(x.shape[-2:])}")
+    side = _gaussian_window(1).shape[-1]
+    band_bytes = SSIM_MAPS * x.shape[-3] * (SSIM_BAND + side) * x.shape[-1] * 8
+    return _in_chunks(_ssim_banded, x, ref, band_bytes)
+
+
+def _ssim_banded(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     side = _gaussian_window(1).shape[-1]
     valid_h, valid_w = x.shape[-2] - side + 1, x.shape[-1] - side + 1
     total = 0.0

@@ -8,7 +8,7 @@
   ``RGBA``/``LA``/``PA`` composited on **black** (the Fashion-MNIST background),
   alpha dropped.
 
-Every failure — missing file, empty file, truncated data, not an image, dimensions
+Every failure — missing file, a folder, empty file, truncated data, not an image, dimensions
 beyond `MAX_PIXELS` (a decompression bomb) — raises `BadImageError` with the file name
 and the reason, and nothing else.
 
@@ -50,7 +50,7 @@ def _to_array(image: Image.Image) -> np.ndarray:
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         return np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0, 1)[..., None]
     if mode == "F":
-        return np.clip(np.asarray(image, dtype=np.float32), 0, 1)[..., None]
+        return np.asarray(image, dtype=np.float32)[..., None]  # checked, then clipped by load_image
     if mode == "1":
         image = image.convert("L")
     elif mode == "P":
@@ -70,6 +70,8 @@ def _to_array(image: Image.Image) -> np.ndarray:
 def load_image(path: str | Path) -> torch.Tensor:
     """Read PNG/JPEG/TIFF/BMP/… into ``(C, H, W)`` float32 in [0, 1] (see module doc)."""
     path = Path(path)
+    if path.is_dir():
+        raise BadImageError(f"{path.name or path}: a folder, not an image file")
     if not path.is_file():
         raise BadImageError(f"{path.name}: no such file")
     if path.stat().st_size == 0:
@@ -88,6 +90,10 @@ def load_image(path: str | Path) -> torch.Tensor:
         raise BadImageError(f"{path.name}: not a readable image ({err.__class__.__name__})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise BadImageError(f"{path.name}: damaged or truncated image ({err})") from None
+    if not np.isfinite(array).all():
+        raise BadImageError(f"{path.name}: {int((~np.isfinite(array)).sum())} pixel value(s) "
+                            "are NaN or infinite")
+    array = np.clip(array, 0, 1)  # float images may hold any value
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 

@@ -9,6 +9,8 @@
   β = 0 this is the operator's closed-form prox at ``z = m``, ``λ = 1/(αL)``; with
   β > 0 the normal equations ``(AᵀA + αL I + βL ∇ᵀ∇) x = Aᵀy + αL m`` are solved by
   conjugate gradients, one Step per iteration (so the trajectory shows convergence).
+  When A keeps nothing (L = 0: a mask hiding every pixel) the data term is empty and
+  the minimiser is m itself, returned in one Step (the limit L → 0 of the above).
 
 Both are deterministic: every sample of a batch is the same image (diversity 0).
 """
@@ -57,6 +59,8 @@ def gram_norm(op, x_shape: tuple[int, ...], like: torch.Tensor, iterations: int 
     for _ in range(iterations):
         w = op.adjoint(op.forward(v))
         norm = float(w.norm())
+        if norm == 0.0:  # A = 0 on every image (a mask hiding every pixel)
+            return 0.0
         v = w / norm
     return norm
 
@@ -77,6 +81,9 @@ def tikhonov(prior, measurement: Measurement, params: TikhonovParams, rng) -> It
     lo, hi = prior.data_range if prior is not None else (0.0, 1.0)
     m = torch.full(x_shape, (lo + hi) / 2, dtype=y.dtype, device=y.device)
     scale = gram_norm(op, x_shape, y)
+    if scale == 0.0:  # no data term: the regularisers alone are minimal at x = m
+        yield Step(0, 1, NAN, m, m)
+        return
     alpha, beta = params.alpha * scale, params.smoothness * scale
     if beta == 0:
         x = op.prox(m, y, 1.0 / alpha)  # argmin ½‖Ax−y‖² + (αL/2)‖x−m‖²

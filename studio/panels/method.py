@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGridLayout, QGroupBox,
 from superqt import QLabeledDoubleSlider
 
 from studio.panels.param_form import ParamForm, combo
+from studio.state import MAX_SAMPLES
 
-MAX_SAMPLES = 64
 MARK_DELAY_MS = 150  # the pickers are marked this long after the degradation rests
 NOTE_STYLE = "color: #c9a04a;"  # amber, calm: a hint, not an error
 
