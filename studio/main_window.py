@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QCheckBox, QLabel, QMainWindow, QProgressBar, QScrollArea,
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
@@ -255,4 +255,6 @@ class MainWindow(PreviewMixin, RunMixin, FileMenuMixin, QMainWindow):
         self.save_settings()
         self.background.cancel_all()
         self.controller.shutdown()
+        for timer in self.findChildren(QTimer):  # a closed window does no deferred work
+            timer.stop()
         super().closeEvent(event)
