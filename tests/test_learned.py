@@ -42,13 +42,14 @@ def test_shipped_prior_contract(prior):
 def test_shipped_prior_beats_the_identity_on_noisy_demo_images(prior):
     """σ = 0.1 in [0, 1] units for VP; the Soft Diffusion noise stage ends at 0.05.
 
-    Over 10 noise seeds: gain 6.87 ± 0.05 dB (vp), 4.32 ± 0.05 dB (soft-blur) (bound
-    3 dB: ≥ 29 sd); noisy PSNR + 20 log10 σ 1.67 ± 0.02 and 1.50 ± 0.02 (bounds 0, 3).
+    Over 10 noise seeds: gain 6.87 ± 0.05 dB (vp), 4.32 ± 0.05 dB (soft-blur), 3.03 ±
+    0.04 dB (soft-blur-clean: the clean loss is weaker at the noise stage's start) (bound
+    2 dB: ≥ 25 sd); noisy PSNR + 20 log10 σ 1.67 ± 0.02 and 1.50 ± 0.02 (bounds 0, 3).
     """
     sigma = 0.1 if prior.schedule.kind == "vp" else 0.05
     denoised, noisy = denoising_psnr(prior, demo_images()[0], sigma)
     assert 0 < noisy + 20 * math.log10(sigma) < 3  # clipping the noisy image to [0, 1] helps a little
-    assert denoised > noisy + 3.0
+    assert denoised > noisy + 2.0
 
 
 def test_gradient_flows_only_when_the_caller_asks(prior):
