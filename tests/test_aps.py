@@ -162,7 +162,7 @@ def test_aps_method_draws_the_mean_of_k_samples_in_one_pass(tmp_path):
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.3)
-    save_model(tmp_path, model.flow, {**model.config(), "task": "test"}, {})
+    save_model(tmp_path, model, {**model.config(), "task": "test"}, {})
     loaded = load_aps_flow(tmp_path)
     y = torch.full((3, 1, 1, 1), 0.4)
     meas = Measurement(y, model.operator, SIGMA_Y, SHAPE)

@@ -7,13 +7,25 @@ Restoring is one network pass per sample (posterior.md §3).
 
 Model directory: ``config.json`` with ``"kind": "aps-flow"``, the flow architecture, the
 task's degradation spec (image units), σ_y in model units, shape and data range;
-``model.safetensors`` (EMA weights under ``net.``). `load_aps_flow` rebuilds it.
+``model.safetensors`` (EMA weights of the flow and the mean head under ``net.``). `load_aps_flow` rebuilds it.
 
 Decisions:
 
-* The flow models the residual from the pseudo-inverse: ``x = A⁺y + F(z; y)``
-  **[choice]**. The shift does not depend on z, so the log-determinant (the entropy)
-  is unchanged; it spares a CPU-sized flow from learning to copy y.
+* The flow models the residual from a conditional mean: ``x = m(y) + F(z; y)`` with
+  ``m(y) = A⁺y + h(A⁺y)``, h a small convolutional net (3 × 3 convolutions of width
+  ``head_width``, LeakyReLU, last layer zero-initialised, so m starts at the identity
+  around the pseudo-inverse) **[choice]**. The shift does not depend on z, so the
+  log-determinant (the entropy) is unchanged. Why: with the plain ``A⁺y`` base the
+  flow must *cancel* the measurement noise through its coupling MLPs, whose narrow
+  hidden layer caps the y → x map at low rank while denoising needs a full-rank
+  correction, and whose shifts pass through the output ActNorm (scale σ_y/2), so they
+  need large weights. Measured on the exact problem (a Gaussian fitted to 20 000
+  Fashion-MNIST training images, exact ε, denoising σ = 0.1, 4 flow steps of width
+  64, batch 16, lr 1e-3, antithetic ELBO): RMS of the 16-sample mean to the exact
+  posterior mean after 0 / 100 / 400 steps — plain A⁺y 0.151 / 0.152 / 0.154 (no
+  learning), a per-pixel affine head 0.151 / 0.144 / 0.134, zero base 0.81 / 0.57 /
+  0.36, this head (width 32) 0.151 / 0.075 / 0.067. ``head_width = 0`` is the plain
+  base.
 * ``aps`` parameter ``mean_of`` (K): each output is the mean of K samples drawn in one
   batched pass (K = 1: a posterior sample; large K: ≈ E[x|y]); extras ``std`` holds the
   per-pixel spread of the K samples when K > 1. NFE counts flow passes (1 per request).
@@ -40,6 +52,15 @@ from engine.models.flow import ConditionalRealNVP, FlowConfig
 KIND = "aps-flow"
 
 
+def mean_head(channels: int, width: int) -> nn.Module:
+    """``h`` of ``m(y) = A⁺y + h(A⁺y)``: three 3 × 3 convolutions, the last zero-initialised."""
+    last = nn.Conv2d(width, channels, 3, padding=1)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.LeakyReLU(0.01),
+                         nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.01), last)
+
+
 class APSFlow(nn.Module):
     """The task-bound posterior sampler: ``sample(y, z)`` in model units."""
 
@@ -47,7 +68,7 @@ class APSFlow(nn.Module):
 
     def __init__(self, flow: FlowConfig, degradation: str, sigma_y: float,
                  shape: tuple[int, ...], data_range: tuple[float, float] = (-1.0, 1.0),
-                 name: str = "aps-flow"):
+                 name: str = "aps-flow", head_width: int = 0):
         super().__init__()
         self.name = name
         self.degradation = Degradation.parse(degradation).spec()
@@ -56,14 +77,18 @@ class APSFlow(nn.Module):
         self.data_range = tuple(data_range)
         self.operator = Degradation.parse(degradation).operator(self.shape[0])
         self.flow = ConditionalRealNVP(flow)
+        self.head_width = int(head_width)
+        self.head = mean_head(self.shape[0], self.head_width) if self.head_width else None
         self.nfe = 0
         self.device = torch.device("cpu")
 
     def generate(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, log|det ∂x/∂z|)``: images ``(B, C, H, W)`` from latents ``(B, d)``."""
-        shift = self.operator.pinv(y).flatten(1)
+        shift = self.operator.pinv(y)
+        if self.head is not None:
+            shift = shift + self.head(shift)
         x, log_det = self.flow(z, y.flatten(1))
-        return (shift + x).reshape(len(z), *self.shape), log_det
+        return (shift.flatten(1) + x).reshape(len(z), *self.shape), log_det
 
     @torch.no_grad()
     def sample(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -72,7 +97,7 @@ class APSFlow(nn.Module):
         return self.generate(z, y)[0]
 
     def config(self) -> dict:
-        return {"kind": KIND, "architecture": self.flow.config.to_dict(),
+        return {"kind": KIND, "architecture": self.flow.config.to_dict(), "head_width": self.head_width,
                 "degradation": self.degradation, "sigma_y": self.sigma_y,
                 "shape": list(self.shape), "data_range": list(self.data_range)}
 
@@ -93,10 +118,10 @@ def load_aps_flow(model_dir: Path | str, device: str = "cpu") -> APSFlow:
         raise BadInputError(f"{model_dir.name} is a {config.get('kind')!r} model, not an {KIND}")
     model = APSFlow(FlowConfig.from_dict(config["architecture"]), config["degradation"],
                     config["sigma_y"], tuple(config["shape"]), tuple(config["data_range"]),
-                    name=model_dir.name)
+                    name=model_dir.name, head_width=config.get("head_width", 0))
     tensors = read_safetensors(model_dir / "model.safetensors")
     try:
-        model.flow.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     except RuntimeError as err:
         raise BadInputError(f"weights in {model_dir} do not match its config: {err}") from None
     return model.eval().requires_grad_(False).to(device)
