@@ -88,6 +88,29 @@ def test_importance_sampled_elbo_gradient_is_the_negative_log_prior_gradient():
     assert (se < 0.1 * expected.abs().max()).all()  # the check has power
 
 
+def test_antithetic_elbo_gradient_is_unbiased_with_less_spread():
+    """The (ε, −ε) pair at the same t: on a Gaussian the ε-dependent part of the gradient
+    cancels, leaving the spread of t alone. Measured over seeds 0–9 (4000 draws each):
+    per-draw spread ratio antithetic/plain 0.742–0.774 (mean 0.758, sd 0.010), the
+    antithetic mean's error ≤ 0.08 of its standard error; bounds at 0.80 and 4 se."""
+    mean = torch.tensor([0.3, -0.2, 0.1], dtype=F64)
+    cov = smooth_field_covariance(side=3)[:3, :3]
+    process = VPProcess()
+    x = torch.tensor([0.8, -0.5, 0.4], dtype=F64)
+    eps = batched_gaussian_eps(mean, cov, process)
+    n = 4000
+    grads = {}
+    for antithetic in (False, True):
+        xs = x.expand(n, 3).clone().requires_grad_(True)
+        energy = elbo_prior_energy(eps, xs.reshape(n, 3, 1, 1), process, torch.Generator().manual_seed(0),
+                                   antithetic=antithetic)
+        grads[antithetic] = torch.autograd.grad(energy.sum(), xs)[0]
+    expected = torch.linalg.solve(cov, x - mean)
+    plain, paired = grads[False], grads[True]
+    assert paired.std(0).norm() < 0.80 * plain.std(0).norm()
+    assert ((paired.mean(0) - expected).abs() < 4 * paired.std(0) / math.sqrt(n)).all()
+
+
 def test_importance_time_sampler_has_the_target_density():
     """Histogram of sample_time against g²/σ_t² normalised on [t0, 1] (200 000 draws)."""
     process = VPProcess()
