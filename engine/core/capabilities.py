@@ -44,6 +44,7 @@ KIND_MODULES = (
     "engine.priors.learned",
     "engine.models.features",
     "engine.priors.rgm",
+    "engine.solvers.amortized_flow",
 )
 
 DENOISE = "denoise"

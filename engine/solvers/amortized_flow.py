@@ -29,7 +29,9 @@ Decisions:
 * ``aps`` parameter ``mean_of`` (K): each output is the mean of K samples drawn in one
   batched pass (K = 1: a posterior sample; large K: ≈ E[x|y]); extras ``std`` holds the
   per-pixel spread of the K samples when K > 1. NFE counts flow passes (1 per request).
-* The model refuses a measurement of another degradation (the flow only knows its task).
+* The model refuses a measurement of another degradation (the flow only knows its task);
+  as the kind ``aps-flow`` with the ``task-sample`` capability, its ``task`` (the
+  degradation spec) also lets the capability rule refuse other degradations up front.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ import torch
 from torch import nn
 
 from engine.core.operators import Degradation
-from engine.core.registry import Measurement, MethodInfo, param
+from engine.core.capabilities import TASK_SAMPLE, register_kind
+from engine.core.registry import Measurement, MethodInfo, param, register
 from engine.core.rng import SampleRNG
 from engine.core.step import BadInputError, Step
 from engine.models.flow import ConditionalRealNVP, FlowConfig
@@ -65,6 +68,7 @@ class APSFlow(nn.Module):
     """The task-bound posterior sampler: ``sample(y, z)`` in model units."""
 
     kind = KIND
+    capabilities = frozenset({TASK_SAMPLE})  # engine.core.capabilities
 
     def __init__(self, flow: FlowConfig, degradation: str, sigma_y: float,
                  shape: tuple[int, ...], data_range: tuple[float, float] = (-1.0, 1.0),
@@ -72,6 +76,7 @@ class APSFlow(nn.Module):
         super().__init__()
         self.name = name
         self.degradation = Degradation.parse(degradation).spec()
+        self.task = self.degradation  # the one degradation it samples for (ModelSpec.task)
         self.sigma_y = float(sigma_y)
         self.shape = tuple(shape)
         self.data_range = tuple(data_range)
@@ -82,8 +87,9 @@ class APSFlow(nn.Module):
         self.nfe = 0
         self.device = torch.device("cpu")
 
-    def generate(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x, log|det ∂x/∂z|)``: images ``(B, C, H, W)`` from latents ``(B, d)``."""
+    def _generate(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, log|det ∂x/∂z|)``: images ``(B, C, H, W)`` from latents ``(B, d)``; not
+        counted (`sample` counts the NFE); training differentiates through it."""
         shift = self.operator.pinv(y)
         if self.head is not None:
             shift = shift + self.head(shift)
@@ -94,11 +100,11 @@ class APSFlow(nn.Module):
     def sample(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Posterior samples for measurements ``y`` (model units); one flow pass."""
         self.nfe += 1
-        return self.generate(z, y)[0]
+        return self._generate(z, y)[0]
 
     def config(self) -> dict:
         return {"kind": KIND, "architecture": self.flow.config.to_dict(), "head_width": self.head_width,
-                "degradation": self.degradation, "sigma_y": self.sigma_y,
+                "degradation": self.degradation, "task": self.degradation, "sigma_y": self.sigma_y,
                 "shape": list(self.shape), "data_range": list(self.data_range)}
 
     def to(self, device):
@@ -148,12 +154,12 @@ def aps(model: APSFlow, measurement: Measurement, params: APSParams, rng: Sample
     yield Step(0, 1, math.nan, mean, mean, extras)
 
 
-# Not registered yet: `aps` runs on an "aps-flow" model, which `engine.priors.catalog`
-# cannot load until the spine's model kinds land. Wiring it in is
-# ``register(APS_METHOD)`` here plus this module in `registry.METHOD_MODULES`.
 APS_METHOD = MethodInfo(
     name="aps", run=aps, params=APSParams, kind="solver", family="Posterior (DPS/RMP/APS)",
     summary="Amortized posterior sampling (APS): a conditional flow trained for one task "
             "draws a posterior sample in one network pass.",
     nfe=lambda p: 1, needs_prior=True, generates=False, default_model="aps-denoise",
+    needs=(TASK_SAMPLE,), example_model="aps-denoise", example_degradation="noise=0.1",
     latent="flow latent z")
+register(APS_METHOD)
+register_kind(KIND, load_aps_flow, {TASK_SAMPLE})

@@ -125,7 +125,7 @@ def aps_loss(model: APSFlow, y: torch.Tensor, energy: Callable[[torch.Tensor], t
     """Mean over the batch of fidelity + prior energy − w·log-determinant (one z per y);
     w = 1 is the APS objective (w < 1 only while the entropy warms up)."""
     z = torch.randn(len(y), model.flow.config.dim, generator=generator).to(y.device)
-    x, log_det = model.generate(z, y)
+    x, log_det = model._generate(z, y)
     fidelity = (y - model.operator.forward(x)).flatten(1).pow(2).sum(1) / (2 * model.sigma_y**2)
     return (fidelity + energy(x) - entropy_weight * log_det).mean()
 
@@ -171,7 +171,7 @@ def train_aps(task: str, out: Path, settings: TrainSettings, prior_name: str = "
     held_out = y[:6]
 
     def write_model(ema_model, info):
-        config = {**ema_model.config(), "task": task, "prior": prior_name,
+        config = {**ema_model.config(), "eval_task": task, "prior": prior_name,
                   "parameters": sum(p.numel() for p in ema_model.parameters()),
                   "training": {**info, "batch": settings.batch, "lr": settings.lr,
                                "seed": settings.seed, "device": settings.device,
@@ -184,7 +184,7 @@ def train_aps(task: str, out: Path, settings: TrainSettings, prior_name: str = "
         ema_model.eval()
         z = torch.randn(12, flow.dim, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
-            x = ema_model.generate(z, held_out.repeat(2, 1, 1, 1))[0]
+            x = ema_model._generate(z, held_out.repeat(2, 1, 1, 1))[0]
         return to_image_range(torch.cat([op.pinv(held_out), x]).clamp(lo, hi))
 
     state = out / "train_state.json"
