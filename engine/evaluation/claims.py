@@ -13,7 +13,8 @@ whose methods are not implemented yet are "pending", never a made-up number.
 it says "inconclusive" rather than a wrong verdict where it is too small to decide.
 
 Cost (this 2-core machine): the full run ≈ 8 min (1000 + 1000 soft-blur samples at 50
-NFE dominate); ``--quick`` < 1 min.
+NFE dominate) plus the RMP/DPS row (100 SR×2 images each at 100 NFE with as many VJPs,
+not yet timed here); ``--quick`` < 1 min before that row was added.
 """
 
 from __future__ import annotations
