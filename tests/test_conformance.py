@@ -42,7 +42,7 @@ def make_request(name: str, seed: int = 0, n: int = 2, **overrides) -> Request:
     model = info.example_model or info.default_model
     spec = f"{name}@{model}" if info.needs_prior else name
     fields = {f.name for f in dataclasses.fields(info.params)}
-    params = {"nfe": 4} if "nfe" in fields else {}
+    params = {**({"nfe": 4} if "nfe" in fields else {}), **dict(info.example_params)}
     degradation = info.example_degradation
     request = Request(method=spec, image=image_for(info), params=params, seed=seed, n=n,
                       degradation=Degradation.parse(degradation) if degradation else None)

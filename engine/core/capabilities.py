@@ -46,6 +46,7 @@ KIND_MODULES = (
     "engine.models.features",
     "engine.priors.rgm",
     "engine.models.tim",
+    "engine.solvers.amortized_flow",
 )
 
 DENOISE = "denoise"

@@ -67,6 +67,7 @@ METHOD_MODULES = (
     "engine.solvers.dps",
     "engine.solvers.rmp",
     "engine.solvers.tim",
+    "engine.solvers.amortized_flow",
 )
 
 
@@ -161,6 +162,8 @@ class MethodInfo:
     # conformance suite; None = the default model / unconditional generation.
     example_model: str | None = None
     example_degradation: str | None = None
+    # Parameter values for that demo/conformance run (name → value pairs); () = defaults.
+    example_params: tuple[tuple[str, Any], ...] = ()
     # What the method's latent z is (drawn with `SampleRNG.latent`, so the GUI's latent
     # slider moves it), e.g. "initial noise"; None for methods without one.
     latent: str | None = None

@@ -45,8 +45,22 @@ Decisions:
   ``γ g = −ζ‖s‖ h/‖h‖``; ``residual`` (DPS-style): ``γ g = −ζ h/‖y − A x̂0‖``;
   ``constant``: ``γ g = −ζ h/(2σ_y²)`` (ζ = 1 is the DPS approximation of
   ``∇ log p(y|x)`` itself; needs σ_y > 0).
-* Step sizes (s1, ζ) default to the paper's table per task and variant (−1), via
-  `reference_task`. Reverse KL is mode-seeking: on a bimodal posterior the chain
+* Step sizes (s1, ζ) default per task and variant (−1), via `reference_task`: s1 from
+  the paper's table; VP ζ = 1 for every task **[measured]**. The paper's FFHQ ζ
+  (0.15–0.5) under-weight the likelihood on the 28×28 prior: T = 50, test images
+  100–115 (held out from the evaluation's first images), seed 0, PSNR for
+  ζ = 0.3 / 0.6 / 1 / 1.5 / 3: SR×2 18.3 / 20.9 / 21.6 / 20.1 / 19.7 (pinv 18.9);
+  random inpainting 70 % 20.5 / 20.9 / 21.2 / 21.1 / 21.1 (pinv 9.5); deblur σ_b = 2
+  15.2 / 16.1 / 17.2 / – / 15.3; denoising σ = 0.1 19.4 / – / 25.6 / – / 22.7 (input
+  21.6). Box inpainting was not measured (ζ = 1 by analogy). With an exact Gaussian
+  prior the same ζ = 1 lands near the closed-form posterior mean (tests).
+* Float sensitivity: at ζ = 1 the norm balance takes a likelihood step of length
+  ζ‖s‖·s1·V whatever the residual, so the chain chatters near consistency and amplifies
+  rounding differences between a batched and a single run: max difference of the
+  result 7e-4 on the learned vp prior (T = 50, 3 seeds), and 0.8 — chaotic — on the
+  atomic ``empirical-vp`` prior (0.15: 2e-7). The conformance suite therefore checks
+  RMP's batching and determinism at ζ = 0.15 (``example_params``); a cap of γ near
+  consistency would be the fix **[open]**. Reverse KL is mode-seeking: on a bimodal posterior the chain
   lands on the dominant mode's mean, by design.
 * ``measurement = None`` drops the likelihood term: RMP then follows the prior's own
   mean chain to ``E[x0]``. Tests use it with an exact posterior as the prior (exact
@@ -72,8 +86,10 @@ from engine.core.step import BadInputError, Step
 from engine.solvers.likelihood import norms, per_sample, reference_task, squared_residual_grad
 
 EPS = 1e-12
-# The paper's table (FFHQ): (s1, ζ) per variant and task [row assignment inferred].
-REFERENCE = {"vp": {"sr": (0.9, 0.15), "box": (0.6, 0.3), "random": (0.6, 0.3), "deblur": (0.9, 0.5)},
+# (s1, ζ) per variant and task: s1 the paper's table (FFHQ) [row assignment inferred];
+# VP ζ re-tuned on the Fashion-MNIST vp prior (module doc; the paper's VP ζ were 0.15 SR,
+# 0.3 inpainting, 0.5 deblur), VE ζ the paper's (not re-tuned).
+REFERENCE = {"vp": {"sr": (0.9, 1.0), "box": (0.6, 1.0), "random": (0.6, 1.0), "deblur": (0.9, 1.0)},
              "ve": {"sr": (0.1, 0.07), "box": (0.05, 0.1), "random": (0.1, 0.25), "deblur": (0.05, 0.15)}}
 
 
@@ -83,7 +99,7 @@ class RMPParams:
     steps: int = param(100, lo=2, hi=1000, help="T: outer steps; the last (to σ = 0) needs no network")
     inner: int = param(1, lo=1, hi=100, help="T_in: inner updates per step (each one NFE + one VJP)")
     step_size: float = param(-1.0, lo=-1.0, hi=10.0, help="s1; −1 = the paper's value for the task")
-    zeta: float = param(-1.0, lo=-1.0, hi=1e4, help="ζ of the γ balance; −1 = the paper's value")
+    zeta: float = param(-1.0, lo=-1.0, hi=1e4, help="ζ of the γ balance; −1 = the default for the task")
     balance: str = param("norm", choices=("norm", "residual", "constant"),
                          help="γ: ζ‖s‖/‖∇ log p(y|x̂0)‖, DPS-style ζ/‖y − Ax̂0‖, or ζ (1 = Bayes)")
     precision: str = param("fixed", choices=("fixed", "natural"),
@@ -206,4 +222,5 @@ register(MethodInfo(
             "inference to E[x0|y] in few steps.",
     nfe=lambda p: (p.steps - 1) * p.inner, schedules=("vp", "ve"), needs_grad=True, default_model="vp",
     generates=False, example_model="empirical-vp", example_degradation="downsample=2,noise=0.02",
+    example_params=(("zeta", 0.15),),  # module doc: float sensitivity at ζ = 1
     latent="start x̄_T and the inner samples"))

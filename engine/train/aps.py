@@ -22,9 +22,28 @@ Decisions:
 * The measurements are drawn once (images of the training split, noise from the run
   seed) and stored: the loss only ever sees y. The default data are the Fashion-MNIST
   training images; ``data`` overrides (tests).
-* Sizes for a 2-core CPU: 6 flow steps, width 256 by default (the reference's 32 steps
-  are not trainable here in hours); Adam with warm-up and clipping at 1.0 (the
-  1/(2σ_y²) weight is large); the lr is the CLI's (reference 1e-5 for far longer runs).
+* Sizes for a 2-core CPU: 4 flow steps, width 64, a mean head of width 32
+  (`engine.solvers.amortized_flow`) by default (≈ 1.07 M parameters for
+  28×28; the reference's 32 steps are not trainable here in hours); Adam with warm-up
+  and clipping at 1.0 (the 1/(2σ_y²) weight is large); the lr is the CLI's (reference
+  1e-5 for far longer runs).
+* Why the first run (6 steps, width 256, 6.9 M parameters, lr 1e-3, 2 200 steps) did
+  not learn — diagnosed on 16 Fashion-MNIST test images, denoising σ = 0.1: the
+  objective itself is right (fidelity + energy, 6 draws: 1 308 at the clean image,
+  3 952 at y, 4 201 at y + 0.1 z; the expected energy gradient at y points to the clean
+  image, cosine 0.52), but one (t, ε) draw per sample has gradient SNR 1.3 (norm of
+  the mean over the spread), and near y the energy barely penalises extra noise
+  (+154 for 0.1 z), so the entropy's exact, constant gradient won: the output scale
+  grew and the fidelity worsened while the mean did not move (a 300-step replay
+  and the antithetic one
+  showed the same within 60–120 steps). The main cause was the architecture: even
+  on an exact Gaussian prior with exact ε the plain ``x = A⁺y + F`` flow did not move
+  its mean in 400 steps; the convolutional mean head fixes that (measurements in
+  `engine.solvers.amortized_flow`). Two further remedies, both keeping the objective:
+  ``antithetic`` ε pairs (SNR 1.3 → 3.3 for two passes) and an entropy weight ramped
+  0 → 1 over ``entropy_warmup`` steps **[choice]** (the usual annealing of the
+  entropy/KL term: the mean first, then the spread); after the ramp the loss is the
+  spec's.
 * The output ActNorm starts at scale σ_y/2 (≥ 0.02): initial samples are y's
   pseudo-inverse plus noise below the measurement's **[choice]**.
 * The checkpoint grid shows, per column, y's pseudo-inverse and two flow samples for
@@ -33,6 +52,7 @@ Decisions:
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 from pathlib import Path
@@ -81,29 +101,33 @@ class VPProcess:
 
 
 def elbo_prior_energy(eps_fn: EpsFn, x: torch.Tensor, process: VPProcess,
-                      generator: torch.Generator) -> torch.Tensor:
+                      generator: torch.Generator, antithetic: bool = False) -> torch.Tensor:
     """``−b̃_θ(x)`` per sample by one importance-sampled (t, ε) draw (module doc).
 
     The uniforms behind t are stratified over the batch (sample i in [i/n, (i+1)/n)):
     each sample's estimate stays unbiased only as part of the batch mean, which is how
-    the loss uses it, and the batch mean's variance drops.
+    the loss uses it, and the batch mean's variance drops. ``antithetic``: the mean of
+    the estimates at ε and −ε (same t; two network passes), still unbiased; on a
+    Gaussian prior the ε-dependent part of the gradient cancels exactly.
     """
     n = len(x)
     u = (torch.arange(n, dtype=torch.float64) + torch.rand(n, generator=generator, dtype=torch.float64)) / n
     t = process.sample_time(u).to(x.device)  # stratified over the batch: one t per stratum
     eps = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
     alpha, sigma = (v.reshape(n, *([1] * (x.dim() - 1))).to(x.device) for v in process.alpha_sigma(t))
-    eps_hat = eps_fn(alpha * x + sigma * eps, t)
-    return 0.5 * process.total_mass() * (eps - eps_hat).flatten(1).pow(2).sum(1)
+    signs = (1.0, -1.0) if antithetic else (1.0,)
+    squared = sum((s * eps - eps_fn(alpha * x + sigma * s * eps, t)).flatten(1).pow(2).sum(1) for s in signs)
+    return 0.5 * process.total_mass() * squared / len(signs)
 
 
 def aps_loss(model: APSFlow, y: torch.Tensor, energy: Callable[[torch.Tensor], torch.Tensor],
-             generator: torch.Generator) -> torch.Tensor:
-    """Mean over the batch of fidelity + prior energy − log-determinant (one z per y)."""
+             generator: torch.Generator, entropy_weight: float = 1.0) -> torch.Tensor:
+    """Mean over the batch of fidelity + prior energy − w·log-determinant (one z per y);
+    w = 1 is the APS objective (w < 1 only while the entropy warms up)."""
     z = torch.randn(len(y), model.flow.config.dim, generator=generator).to(y.device)
-    x, log_det = model.generate(z, y)
+    x, log_det = model._generate(z, y)
     fidelity = (y - model.operator.forward(x)).flatten(1).pow(2).sum(1) / (2 * model.sigma_y**2)
-    return (fidelity + energy(x) - log_det).mean()
+    return (fidelity + energy(x) - entropy_weight * log_det).mean()
 
 
 def prior_process(prior) -> VPProcess:
@@ -119,7 +143,8 @@ def network_eps(prior) -> EpsFn:
 
 
 def train_aps(task: str, out: Path, settings: TrainSettings, prior_name: str = "vp",
-              data: torch.Tensor | None = None, flow_steps: int = 6, hidden: int = 256,
+              data: torch.Tensor | None = None, flow_steps: int = 4, hidden: int = 64,
+              head_width: int = 32, entropy_warmup: int = 500, antithetic: bool = True,
               resume: bool = False, progress: bool = True) -> dict:
     from engine.evaluation.evaluate import TASKS
     from engine.priors.catalog import load_prior
@@ -140,29 +165,36 @@ def train_aps(task: str, out: Path, settings: TrainSettings, prior_name: str = "
     flow = FlowConfig(dim=math.prod(prior.shape), cond_dim=math.prod(y_shape[1:]), steps=flow_steps,
                       hidden=hidden, output_scale=max(sigma_y / 2, 0.02), seed=settings.seed)
     model = init_network(lambda: APSFlow(flow, degradation.spec(), sigma_y, prior.shape,
-                                         prior.data_range, name=f"aps-{task}"), settings.seed)
+                                         prior.data_range, name=f"aps-{task}", head_width=head_width),
+                         settings.seed)
     process, eps = prior_process(prior), network_eps(prior)
     held_out = y[:6]
 
     def write_model(ema_model, info):
-        config = {**ema_model.config(), "task": task, "prior": prior_name,
-                  "parameters": sum(p.numel() for p in ema_model.flow.parameters()),
+        config = {**ema_model.config(), "eval_task": task, "prior": prior_name,
+                  "parameters": sum(p.numel() for p in ema_model.parameters()),
                   "training": {**info, "batch": settings.batch, "lr": settings.lr,
                                "seed": settings.seed, "device": settings.device,
                                "threads": torch.get_num_threads(), "machine": platform.machine(),
                                "command": settings.extra.get("command", ""),
                                "git_revision": git_revision()}}
-        save_model(out, ema_model.flow, config, {})
+        save_model(out, ema_model, config, {})
 
     def draw_samples(ema_model):
         ema_model.eval()
         z = torch.randn(12, flow.dim, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
-            x = ema_model.generate(z, held_out.repeat(2, 1, 1, 1))[0]
+            x = ema_model._generate(z, held_out.repeat(2, 1, 1, 1))[0]
         return to_image_range(torch.cat([op.pinv(held_out), x]).clamp(lo, hi))
 
+    state = out / "train_state.json"
+    step = [json.loads(state.read_text())["step"] if resume and state.exists() else 0]
+
     def loss_fn(net, batch, generator):
-        return aps_loss(net, batch, lambda x: elbo_prior_energy(eps, x, process, generator), generator)
+        weight = min(1.0, step[0] / entropy_warmup) if entropy_warmup > 0 else 1.0
+        step[0] += 1
+        return aps_loss(net, batch, lambda x: elbo_prior_energy(eps, x, process, generator, antithetic),
+                        generator, weight)
 
     return train(out, model, loss_fn, y, settings, write_model, draw_samples,
                  resume=resume, progress=progress)
@@ -171,9 +203,12 @@ def train_aps(task: str, out: Path, settings: TrainSettings, prior_name: str = "
 def add_arguments(parser) -> None:
     parser.add_argument("--task", default="denoise",
                         help="aps: the restoration task (engine eval's TASKS)")
+    parser.add_argument("--entropy-warmup", type=int, default=500,
+                        help="aps: steps over which the entropy weight ramps 0 → 1")
 
 
 register_family(Family("aps", lambda out, settings, args: train_aps(
-    args.task, out, settings, resume=args.resume, progress=not args.quiet),
+    args.task, out, settings, entropy_warmup=args.entropy_warmup, resume=args.resume,
+    progress=not args.quiet),
     steps=3000, summary="amortized posterior flow for one task, distilled from the vp prior",
     add_arguments=add_arguments))
