@@ -29,7 +29,8 @@ import torch
 
 from engine.core.jobs import Job, Request
 from engine.core.operators import Degradation
-from engine.priors.catalog import CACHE, learned_models, load_model
+from engine.core.capabilities import DENOISE
+from engine.priors.catalog import CACHE, learned_models, load_model, model_spec
 
 PREVIEW_SPECS = {"noise": "noise=0.1", "blur": "blur=2,noise=0.05",
                  "mask": "mask=random:0.5,noise=0.05", "downsample": "downsample=4,noise=0.05",
@@ -108,7 +109,8 @@ def bench_start(model: str, repeats: int) -> dict:
 
 def run(quick: bool = False) -> dict:
     repeats = 3 if quick else 15
-    models = learned_models() or ["empirical-vp"]
+    denoisers = [m for m in learned_models() if DENOISE in model_spec(m).capabilities]
+    models = denoisers or ["empirical-vp"]  # the network timings are of denoisers
     report = {
         "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__},
         "preview": bench_preview(repeats if quick else 50),

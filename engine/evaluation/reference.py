@@ -64,7 +64,8 @@ def diffusers_sample(prior, steps: int, n: int, seed: int, eta: float) -> torch.
 def side_by_side(model: str = "vp", steps: int = 50, n: int = 4, seed: int = 0,
                  repeats: int = 9) -> dict:
     """Both samplers on the same cached model: one warm-up each, then ``repeats``
-    alternating runs (so load on a shared machine hits both alike); medians reported,
+    alternating runs in A B, B A order (so load on a shared machine and the position in
+    a pair hit both alike); medians reported,
     the ratio as the median of the per-pair ratios with their range.
 
     Profiled (cProfile, 5 runs each, 2026-12-02): the time outside the network is the
@@ -80,9 +81,11 @@ def side_by_side(model: str = "vp", steps: int = 50, n: int = 4, seed: int = 0,
         mine = Job(request).run()
         theirs = diffusers_sample(prior, steps, n, seed, eta)
         our_times, their_times = [], []
-        for _ in range(repeats):
-            our_times.append(seconds(lambda: Job(request).run()))
-            their_times.append(seconds(lambda: diffusers_sample(prior, steps, n, seed, eta)))
+        ours_run = lambda: our_times.append(seconds(lambda: Job(request).run()))
+        theirs_run = lambda: their_times.append(seconds(lambda: diffusers_sample(prior, steps, n, seed, eta)))
+        for r in range(repeats):  # A B, B A, …: whichever runs second in a pair is not favoured
+            for run in ((ours_run, theirs_run) if r % 2 == 0 else (theirs_run, ours_run)):
+                run()
         ratios = [a / b for a, b in zip(our_times, their_times)]  # pair by pair: drift cancels
         report[ours] = {"diffusers": f"DDIMScheduler(eta={eta:g})",
                         "max_abs_diff": float((mine.samples - theirs).abs().max()),
