@@ -18,7 +18,7 @@ Decisions:
   fills the pickers and restores the last session.
 * The canvases share one scene rectangle (the working image's W × H) and one zoom.
 * Torch's one-time costs that the first preview of some operator would pay on the GUI
-  thread are paid on a short-lived thread at start-up (`warm_up_torch`).
+  thread are paid on a short-lived thread at start-up (`warm_up`).
 * Failures (bad files, impossible settings, engine errors) go to the message bar;
   nothing here raises into Qt's event loop.
 """
@@ -47,13 +47,19 @@ from studio.views.playground import PlaygroundView
 from studio.views.trajectory import TrajectoryView
 from studio.worker import EngineController
 
-def warm_up_torch() -> None:
-    """Pay torch's one-time costs off the GUI thread: the first operation on a meta
+def warm_up() -> None:
+    """Pay one-time costs at start-up, off the GUI thread: the first operation on a meta
     tensor (`Operator.out_shape`, asked by the first blur or downsampling preview) loads
-    torch's meta registrations, 3.6 s on the shared 2-core machine."""
+    torch's meta registrations, 3.6 s on the shared 2-core machine; and the imports that
+    jobs would otherwise make later. An import on a job's thread holds the GIL while
+    extension modules initialise: scipy.optimize (the playground's bias figures, via
+    `engine.core.wasserstein`) froze the GUI for 200 ms in the random-input bench."""
     import torch
 
     torch.zeros(1, device="meta") + 1
+    import cv2  # noqa: F401  (nlm, bicubic)
+
+    import engine.core.wasserstein  # noqa: F401  (scipy.optimize)
 
 
 CANVASES = [["clean", "degraded", "result"], ["live x_t", "live x̂0", "|result − clean|"]]
@@ -215,7 +221,7 @@ class MainWindow(PreviewMixin, RunMixin, FileMenuMixin, QMainWindow):
 
         torch.set_num_threads(1)  # on the GUI thread only: previews are small (studio.preview)
         # not a daemon: killed inside torch at exit, it would abort the process
-        self.warm_up = threading.Thread(target=warm_up_torch, name="warm-up")
+        self.warm_up = threading.Thread(target=warm_up, name="warm-up")
         self.warm_up.start()
         self.degradation_panel.set_rows(degradation_rows(), allowed_values)
         self.catalog = Catalog()
