@@ -394,6 +394,11 @@ def run(quick: bool, method: str | None, nfe: int, n: int, only: tuple[str, ...]
     return report
 
 
+def stall_text(r: dict) -> str:
+    return (f"longest {r['longest_stall_ms']:.1f} ms, p99 {r['p99_stall_ms']:.1f} ms, "
+            f"median {r['median_stall_ms']:.2f} ms")
+
+
 def format_report(report: dict) -> str:
     lines = []
     if "preview" in report:
@@ -411,16 +416,12 @@ def format_report(report: dict) -> str:
     if "stall" in report:
         s = report["stall"]
         lines.append(f"event-loop stall during {s['method']} at {s['nfe']} NFE × {s['n']} samples "
-                     f"({s['job_seconds']:.1f} s, {s['frames_drawn']} frames drawn): longest "
-                     f"{s['longest_stall_ms']:.1f} ms (at {s['longest_stall_at_s']:.2f} s), "
-                     f"p99 {s['p99_stall_ms']:.1f} ms, "
-                     f"median {s['median_stall_ms']:.2f} ms")
+                     f"({s['job_seconds']:.1f} s, {s['frames_drawn']} frames drawn): "
+                     f"{stall_text(s)} (longest at {s['longest_stall_at_s']:.2f} s)")
     if "random_input" in report:
         r = report["random_input"]
         lines.append(f"event-loop stall under random input ({r['actions']} actions, seed {r['seed']}, "
-                     f"{r['seconds']:.1f} s; goal p99 ≤ 30 ms, longest ≤ 100 ms): longest "
-                     f"{r['longest_stall_ms']:.1f} ms, p99 {r['p99_stall_ms']:.1f} ms, "
-                     f"median {r['median_stall_ms']:.2f} ms")
+                     f"{r['seconds']:.1f} s; goal p99 ≤ 30 ms, longest ≤ 100 ms): {stall_text(r)}")
         lines += [f"  {w['stall_ms']:7.1f} ms after {w['after']}" for w in r["worst"]]
     if "open_large" in report:
         o = report["open_large"]
