@@ -228,9 +228,10 @@ class MainWindow(PreviewMixin, RunMixin, FileMenuMixin, QMainWindow):
         self.source_panel.set_demo_images(self.catalog.demo_images, self.catalog.demo_labels)
         drawable = [m for m, info in self.catalog.models.items()
                     if info.is_image and self.catalog.samplers_for(m)]
-        demo_shape = tuple(self.catalog.demo_images[0].shape)  # the embedded default domain first
+        demo_shape = tuple(self.catalog.demo_images[0].shape)  # the embedded default domain first,
+        default_model = self.catalog.default_choice()[1]  # and in it the default method's model
         self.source_panel.set_draw_models(
-            sorted(drawable, key=lambda m: self.catalog.models[m].shape != demo_shape))
+            sorted(drawable, key=lambda m: (self.catalog.models[m].shape != demo_shape, m != default_model)))
         self.method_panel.set_catalog(self.catalog)
         self.playground.set_catalog(self.catalog)
         self.compare.set_source(self.state, self.catalog)

@@ -334,5 +334,6 @@ def test_the_draw_picker_offers_models_of_the_demo_images_first(window):
     first would hand a new user a tile of colour noise (it was first alphabetically)."""
     first = window.source_panel.draw_model.itemText(0)
     assert window.catalog.models[first].shape == tuple(window.catalog.demo_images[0].shape)
+    assert first == window.catalog.default_choice()[1]  # vp, not the weak rgm-d (alphabetical)
     names = [window.source_panel.draw_model.itemText(i) for i in range(window.source_panel.draw_model.count())]
     assert "photo" in names and names.index("photo") > names.index(first)
