@@ -27,10 +27,12 @@ def fits(canvas, width: float, height: float) -> bool:
 
 
 def start_long_ddpm(window, qtbot, steps: int = 3):
-    """A 400-step ancestral DDPM on the exact prior; its ticket once ``steps`` ran."""
-    window.choose_method("ddpm", "empirical-vp", {"nfe": 400})
+    """A 397-step ancestral DDPM on the learned vp model (≈ 2 s on the idle machine: the
+    exact prior's 0.2–0.6 s let it finish before the test could stop it); its ticket
+    once ``steps`` ran."""
+    window.choose_method("ddpm", "vp", {"nfe": 400})
     window.state.degradation.set_spec("noise=1")
-    window.state.method.n = 2
+    window.state.method.n = 8
     window.run_job()
     ticket = window.controller.current
     qtbot.waitUntil(lambda: ticket.steps >= steps, timeout=30_000)
@@ -147,11 +149,13 @@ def test_with_live_off_changing_inputs_lets_the_running_job_finish(window, qtbot
     window.state.method.seed = 3
     window.method_panel.form.editor("nfe").setValue(50)
     at_change = ticket.steps
-    qtbot.waitUntil(lambda: ticket.steps > at_change + 3, timeout=30_000)
-    assert window.controller.current is ticket and cancelled == []
+    # it keeps running (on an idle machine it may even reach its end meanwhile)
+    qtbot.waitUntil(lambda: ticket.steps > at_change + 3 or window.controller.current is None,
+                    timeout=30_000)
+    assert cancelled == [] and ticket.steps > at_change
     assert window.canvases["live x̂0"].stale  # it shows the run of the old settings
-    with qtbot.waitSignal(window.controller.cancelled, timeout=10_000):
-        window.controller.stop()
+    window.controller.stop()
+    window.controller.wait()
 
 
 def test_with_live_on_an_input_change_supersedes_the_running_job(window, qtbot):
