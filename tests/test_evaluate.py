@@ -53,6 +53,15 @@ def test_a_method_that_cannot_serve_a_task_gets_an_error_entry():
     assert report["results"]["pinv"]["psnr"] > 15  # 19.59 ± 0.003 dB over 10 noise seeds
 
 
+def test_first_starts_at_a_later_image_with_that_image_s_seeds():
+    """Held-out tuning images (``--first``) are scored exactly as in a run from image 0."""
+    whole, _ = evaluate.evaluate("sr2", ["pnp-drs@empirical-vp"], n_images=3, samples=1)
+    later, _ = evaluate.evaluate("sr2", ["pnp-drs@empirical-vp"], n_images=1, samples=1, first=2)
+    assert later["config"]["first"] == 2
+    psnr = lambda report: report["results"]["pnp-drs@empirical-vp"]["per_image"]["psnr"]
+    assert psnr(later) == [psnr(whole)[2]] and psnr(whole)[2] != psnr(whole)[1]
+
+
 def test_generate_task_reports_diversity_and_no_psnr():
     report, pictures = evaluate.evaluate("generate", ["ddim@empirical-vp"], n_images=6, nfe=5)
     row = report["results"]["ddim@empirical-vp"]

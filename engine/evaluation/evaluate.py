@@ -1,6 +1,6 @@
 """Evaluation suite: every method on the same images, degradation and seeds.
 
-``python -m engine eval --task TASK --methods a,b@model,... [--n-images N]
+``python -m engine eval --task TASK --methods a,b@model,... [--n-images N] [--first I]
 [--samples K] [--nfe N] [--seed S] --json OUT [--grid PNG]`` writes::
 
     {"task", "config", "results": {spec: {"psnr", "ssim", "fd", "perceptual",
@@ -14,7 +14,9 @@ Decisions:
   unconditional generation. New methods and tasks need no code here.
 * Images: the Fashion-MNIST test split when installed, else the bundled demo set
   (``config["images"]`` says which); image i uses measurement seed i and sample seeds
-  ``seed + K·i …``, the same for every method.
+  ``seed + K·i …``, the same for every method. ``--first I`` starts at test image I
+  (its index i keeps its seeds): parameters are tuned on images held out from the
+  first ones that the tables report (e.g. ``--first 100 --n-images 20``).
 * Metrics: PSNR/SSIM are means over images of the per-sample means; "perceptual" and
   "fd" use the project's Fashion-MNIST feature network (FD-FMNIST, not FID). FD is
   reported only from `MIN_FD_SAMPLES` images up (a Fréchet distance of a handful of
@@ -83,9 +85,9 @@ TASKS = {
 }
 
 
-def test_images(n: int, kind: str = "fashion-mnist") -> tuple[torch.Tensor, str]:
-    """The first n test images: Fashion-MNIST test split if installed, else the demo set
-    (up to its 64 images; more is an error that says how to get the dataset); for
+def test_images(n: int, kind: str = "fashion-mnist", first: int = 0) -> tuple[torch.Tensor, str]:
+    """n test images from index ``first``: Fashion-MNIST test split if installed, else the
+    demo set (up to its 64 images; more is an error that says how to get the dataset); for
     ``kind="photos"`` the centre crops of the held-out photos (`engine.io.photos`)."""
     from engine.io.data import HOW_TO_GET, demo_images, load_fashion_mnist
     from engine.io import photos
@@ -98,10 +100,11 @@ def test_images(n: int, kind: str = "fashion-mnist") -> tuple[torch.Tensor, str]
             images, source = load_fashion_mnist("test")[0], "fashion-mnist test split"
         except EngineError:
             images, source = demo_images()[0], "bundled demo set"
-    if n > len(images):
+    if first + n > len(images):
         hint = f"; for more, {HOW_TO_GET}" if source == "bundled demo set" else ""
-        raise EngineError(f"only {len(images)} test images available ({source}), asked for {n}{hint}")
-    return images[:n], source
+        raise EngineError(f"only {len(images)} test images available ({source}), asked for "
+                          f"{first} + {n}{hint}")
+    return images[first:first + n], source
 
 
 def feature_network():
@@ -118,14 +121,15 @@ def _method_params(spec: str, nfe: int | None, extra: dict | None = None) -> dic
 
 
 def restore_all(spec: str, images: torch.Tensor, degradation: Degradation, samples: int,
-                nfe: int | None, seed: int, net, params: dict | None = None
+                nfe: int | None, seed: int, net, params: dict | None = None, first: int = 0
                 ) -> tuple[dict, torch.Tensor]:
-    """Run one method on every image; returns its metric row and the first samples."""
+    """Run one method on every image (test indices ``first …``); returns its metric row
+    and the first samples."""
     rows, firsts = [], []
     perceptual = lambda x, ref: metrics.perceptual_distance(x, ref, net.features)
     if net is None:  # photos: the feature network knows Fashion-MNIST only
         perceptual = None
-    for i, image in enumerate(images):
+    for i, image in enumerate(images, start=first):
         job = Job(Request(method=spec, image=image, degradation=degradation,
                           params=_method_params(spec, nfe, params), seed=seed + samples * i,
                           n=samples, measurement_seed=i, source=f"test:{i}"))
@@ -205,8 +209,8 @@ def generate_all(spec: str, n: int, nfe: int | None, seed: int, net, reference: 
 
 
 def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
-             nfe: int | None = None, seed: int = 0, progress=None, params: dict | None = None
-             ) -> tuple[dict, dict]:
+             nfe: int | None = None, seed: int = 0, progress=None, params: dict | None = None,
+             first: int = 0) -> tuple[dict, dict]:
     """The eval JSON and, per method, a tensor of images for the optional grid.
 
     ``params``: extra method parameters (``--param k=0.6``), given to each method whose
@@ -216,7 +220,7 @@ def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
         raise EngineError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
     spec, kind = TASKS[task].degradation, TASKS[task].images
     net = feature_network() if kind == "fashion-mnist" else None
-    images, source = test_images(n_images, kind)  # generate: the FD reference (from MIN_FD_SAMPLES up)
+    images, source = test_images(n_images, kind, first)  # generate: the FD reference (from MIN_FD_SAMPLES up)
     results, pictures = {}, {}
     for method in methods:
         try:
@@ -226,12 +230,14 @@ def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
                                                                      net, images, params)
                 else:
                     results[method], pictures[method] = restore_all(
-                        method, images, Degradation.parse(spec), samples, nfe, seed, net, params)
+                        method, images, Degradation.parse(spec), samples, nfe, seed, net, params,
+                        first)
         except EngineError as err:
             results[method] = {"error": str(err)}
         if progress is not None:
             progress(method)
-    config = {"task": task, "degradation": spec, "n_images": n_images, "samples": samples,
+    config = {"task": task, "degradation": spec, "n_images": n_images, "first": first,
+              "samples": samples,
               "nfe": nfe, "params": dict(params or {}), "seed": seed, "images": source,
               "metrics": {"fd": "FD-FMNIST (project feature network)",
                           "perceptual": "normalised multi-layer feature distance"}}
@@ -243,6 +249,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--task")
     parser.add_argument("--methods", help="comma-separated method specs, e.g. pinv,ddim@vp")
     parser.add_argument("--n-images", type=int, default=8)
+    parser.add_argument("--first", type=int, default=0, help="index of the first test image")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--nfe", type=int)
     parser.add_argument("--seed", type=int, default=0)
@@ -264,7 +271,7 @@ def main(argv: list[str]) -> int:
         with tqdm(total=len(methods), file=sys.stderr, unit="method", delay=1.0) as bar:
             report, pictures = evaluate(args.task, methods, args.n_images, args.samples,
                                         args.nfe, args.seed, progress=lambda m: bar.update(1),
-                                        params=registry.parse_params(args.param))
+                                        params=registry.parse_params(args.param), first=args.first)
         from engine.io.export import save_grid, save_metrics
         save_metrics(args.json, report)
         if args.grid and pictures:
