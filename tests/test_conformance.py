@@ -65,7 +65,7 @@ def test_shapes_range_and_nfe(name):
     assert [s.index for s in steps] == list(range(steps[0].total))
     for step in steps:
         assert step.x0_hat.shape == (2, *shape)
-    assert result.metrics["nfe"] == job.info.nfe(job.params)
+    assert result.metrics["nfe"] == job.info.predict_nfe(job.params, job.prior)
     if job.clean is not None:
         # a restoration, not noise: over 10 seeds the lowest method (pinv) 18.75 ± 0.01 dB
         assert result.metrics["psnr"] > 5.0
@@ -239,7 +239,7 @@ def test_nfe_and_vjp_are_counted_once_and_match_the_evaluations(name):
     finally:
         if job.prior is not None:
             delattr(job.prior, evaluation)
-    assert result.metrics["nfe"] == job.nfe == len(calls) == job.info.nfe(job.params)
+    assert result.metrics["nfe"] == job.nfe == len(calls) == job.info.predict_nfe(job.params, job.prior)
     assert result.metrics["vjp"] == job.vjp
     if job.info.needs_grad:  # one backward pass per forward evaluation at most
         assert 0 < job.vjp <= job.nfe

@@ -110,6 +110,21 @@ def test_rgm_method_yields_one_step_per_level_with_nfe_t():
     assert torch.cdist(final.flatten(1), images.flatten(1)).min(1).values.max() == 0  # demo images
 
 
+@pytest.mark.parametrize("variant, levels, side", LADDERS)
+def test_rgm_nfe_is_the_model_s_t_predicted_from_the_model_or_its_spec(variant, levels, side):
+    from engine.core.capabilities import spec_of
+    from engine.core.registry import get, make_params
+    from engine.core.rng import SampleRNG
+    from engine.priors.catalog import model_spec
+
+    oracle = OracleGenerator(finite_set(8, side), RGMSchedule(variant, levels))
+    info = get("rgm")
+    steps = list(info.run(oracle, None, make_params(info.params, {}), SampleRNG(0, 2)))
+    assert len(steps) == oracle.nfe == levels
+    assert info.predict_nfe(None, oracle) == info.predict_nfe(None, spec_of(oracle)) == levels
+    assert info.predict_nfe(None, model_spec("rgm-d")) == 4  # from its config, unloaded
+
+
 def test_latent_mix_one_equals_the_other_seed_and_z_moves_the_sample():
     other = Job(Request(method="rgm@rgm-oracle", n=6, seed=40)).run().samples
     mixed = Job(Request(method="rgm@rgm-oracle", n=6, seed=0, latent_seed=40, latent_mix=1.0)).run().samples

@@ -96,5 +96,5 @@ def test_trained_generator_runs_the_rgm_method_with_nfe_t(tmp_path):
     info = get("rgm")
     info.check(model, None)
     steps = list(info.run(model, None, make_params(info.params, {}), SampleRNG(0, 2)))
-    assert len(steps) == 4 and model.nfe == 4 == info.nfe(None)
+    assert len(steps) == 4 and model.nfe == 4 == info.predict_nfe(None, model)
     assert steps[-1].x0_hat.shape == (2, 1, 28, 28)

@@ -37,7 +37,9 @@ on the caller's grad mode (checked by the conformance suite).
 NFE: `MethodInfo.nfe` *predicts* the forward network evaluations per sample from the
 parameters (the GUI shows it before a run); the job measures them (and VJPs) from the
 model's counters (`engine.core.jobs.Job.nfe`), and the conformance suite checks the two
-agree.
+agree. A count that depends on the model too (rgm: one evaluation per level of the
+model's ladder) is ``nfe_of_model(params, model)``, asked by `MethodInfo.predict_nfe`
+with the loaded model or its `ModelSpec`.
 """
 
 from __future__ import annotations
@@ -182,6 +184,16 @@ class MethodInfo:
     # "method@model") -> why not, in the degradation panel's units, or None`` (samplers
     # that start from the measurement on their path: `engine.samplers.common.level_problem`).
     check_level: Callable[..., str | None] | None = None
+    # Network evaluations per sample that depend on the model as well as the parameters,
+    # ``(params, model or its ModelSpec) -> int``; None = ``nfe(params)`` for any model.
+    nfe_of_model: Callable[[Any, Any], int] | None = None
+
+    def predict_nfe(self, params, model=None) -> int:
+        """Network evaluations per sample for ``params`` on ``model`` (a loaded model or
+        its `ModelSpec`; None: the count without a model, ``nfe(params)``)."""
+        if model is not None and self.nfe_of_model is not None:
+            return self.nfe_of_model(params, model)
+        return self.nfe(params)
 
     @property
     def requirements(self) -> frozenset[str]:

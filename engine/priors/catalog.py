@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 import torch
 
-from engine.core.capabilities import DENOISE, ModelSpec, model_kinds, spec_of
+from engine.core.capabilities import DENOISE, GENERATE_LADDER, ModelSpec, model_kinds, spec_of
 from engine.core.step import BadInputError
 from engine.priors import exact
 from engine.priors.base import Prior
@@ -114,14 +114,18 @@ def model_spec(name: str) -> ModelSpec:
                          shape=tuple(config["shape"]),
                          schedule=(config.get("schedule") or {}).get("kind"),
                          task=config.get("task"),
-                         corruption_path=_schedule(config) if DENOISE in capabilities else None,
+                         corruption_path=_schedule(config) if capabilities & PATHS else None,
                          data_range=tuple(config.get("data_range", (0.0, 1.0))))
     except (KeyError, TypeError) as err:
         raise BadInputError(f"{name}'s config.json lacks {err}") from None
 
 
+PATHS = {DENOISE, GENERATE_LADDER}  # kinds whose schedule is their corruption path
+
+
 def _schedule(config: dict):
-    """A denoising model's schedule, from its config (data: no weights are read)."""
+    """A denoising model's schedule or a generator's ladder, from its config (data: no
+    weights are read)."""
     from engine.core.schedules import schedule_from_config
 
     try:

@@ -16,10 +16,10 @@ Decisions:
   mix 1 the run equals the other seed's. At high levels z changes the sample a lot, at
   low ones barely (the paper's Fig. 5).
 * ``z_scale`` multiplies z (the truncation trick; 1 = the trained distribution).
-* ``nfe`` is the model's T; MethodInfo's ``nfe(params)`` cannot see the model, so it
-  reports T = 4 (rgm-d and the oracle) [until the spine's capability registry passes
-  the model]. Restoring a measurement is not RGM's sampler's job (that is ``pnp-drs``):
-  every operator is refused with a clear error.
+* NFE = the model's T (`ladder_levels`: ``nfe_of_model``, so the GUI and the
+  conformance suite predict it per model; the job counts it); without a model
+  (``nfe(params)``) the RGM-D ladder's T = 4. Restoring a measurement is not RGM's
+  sampler's job (that is ``pnp-drs``): every operator is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 
 from engine.core.capabilities import GENERATE_LADDER
 from engine.core.registry import MethodInfo, Measurement, param, register
-from engine.core.step import Step
+from engine.core.step import BadInputError, Step
 
 
 @dataclass
@@ -52,6 +52,14 @@ def algorithm3(model, y: torch.Tensor, latent: Callable[..., torch.Tensor], z_sc
             y = model.degrade(x_hat, t, latent(*y.shape[1:]))
 
 
+def ladder_levels(model) -> int:
+    """T of a ladder model, loaded or as its `ModelSpec` (whose corruption path is the ladder)."""
+    ladder = getattr(model, "corruption_path", None) or getattr(model, "schedule", None)
+    if not hasattr(ladder, "levels"):
+        raise BadInputError(f"{model.name} names no degradation ladder")
+    return ladder.levels
+
+
 def sample_prior(model, rng) -> torch.Tensor:
     """y_T ~ p_T, drawn through the latent."""
     return model.sample_prior(rng.latent(*model.shape))
@@ -68,6 +76,7 @@ register(MethodInfo(
     name="rgm", run=rgm, params=RGMParams, kind="sampler", family="RGM",
     summary="Restoration-based generative model: a GAN-prior MAP generator walks the "
             "degradation ladder down in T ≈ 4 network evaluations.",
-    nfe=lambda p: 4, needs=(GENERATE_LADDER,), default_model="rgm-oracle",
+    nfe=lambda p: 4, nfe_of_model=lambda p, model: ladder_levels(model),
+    needs=(GENERATE_LADDER,), default_model="rgm-oracle",
     example_model="rgm-oracle",
     supports=lambda op: False, latent="p_T start, z per level and re-degradation noise"))

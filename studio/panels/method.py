@@ -300,7 +300,8 @@ class MethodPanel(QGroupBox):
         from engine.core.step import BadInputError
 
         try:
-            nfe = info.nfe(make_params(info.params, self.state.params))
+            model = self.catalog.models.get(self.state.model) if self.catalog else None
+            nfe = info.predict_nfe(make_params(info.params, self.state.params), model)
         except BadInputError as err:
             return f"<span style='color:#e06c6c'>{err}</span>"
         per = "network evaluations per sample" if info.needs_prior else "no network"
