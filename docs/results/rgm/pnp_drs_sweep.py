@@ -3,7 +3,8 @@
 ``python docs/results/rgm/pnp_drs_sweep.py MODEL OUT.json [TASK ...]`` runs `engine eval`'s
 `evaluate` on test images 100–119 (held out from the 100 that the README's table reports),
 one sample each, and for each task walks the parameters one at a time from Table 6's
-defaults, keeping the best mean PSNR: σ (diffusion priors only), then λ, α and M.
+defaults (CIFAR SR×4: M = 10, λ = 0.1, α = 0.2, K = 1), keeping the best mean PSNR:
+σ (diffusion priors only; 0 = matched to RGM-D level 1), then λ, α and M.
 """
 
 import json
@@ -11,8 +12,8 @@ import sys
 
 from engine.evaluation.evaluate import evaluate
 
-GRID = {"sigma": [0.0, 0.4, 0.2, 0.1], "lam": [0.1, 1.0, 5.0, 20.0],
-        "alpha": [0.05, 0.2, 0.5], "iterations": [10, 20]}
+GRID = {"sigma": [0.0, 0.4, 0.2, 0.1], "lam": [0.1, 1.0, 5.0, 20.0, 100.0],
+        "alpha": [0.05, 0.2, 0.5, 0.8, 1.0], "iterations": [10, 20, 40]}
 
 
 def psnr(task, model, params):
