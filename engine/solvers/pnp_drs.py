@@ -35,7 +35,8 @@ Decisions:
   α = 0.2, 0.2, 0.2, 0.1, 0.1, 0.05, 0.05, 0.5; K = 2 for colourisation, else 1.
   On Fashion-MNIST they are weak (within ~1 dB of Tikhonov; deblurring 8–12 dB): a sweep
   on held-out test images (`docs/results/rgm/pnp_drs_sweep.py`, README's RGM section)
-  prefers λ = 20–100, α = 0.5 (vp) and M = 40, +2.9–12.9 dB for ``pnp-drs@vp``. The
+  prefers a stronger data term (λ = 5–100 except for denoising), α = 0.5 (vp) and
+  M = 40: +2.9–12.9 dB for ``pnp-drs@vp``. The
   defaults stay the paper's, so that ``pnp-drs`` runs Algorithm 4 as published.
 * Step per outer iteration: ``x_t`` = the DRS variable x, ``x0_hat`` = u (the solution),
   ``extras["residual"]`` = RMS of ``Hu − y`` per sample (model units).
