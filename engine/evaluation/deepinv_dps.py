@@ -57,7 +57,7 @@ def matching_times(sde, sigmas: list[float]) -> list[float]:
     """Continuous times whose ``sde.sigma_t`` equals each σ (bisection; σ = 0 → t = 0)."""
     out = []
     for target in sigmas:
-        lo, hi = 0.0, 1.0
+        lo, hi = 0.0, 4.0  # the network's top level lies past the SDE's t = 1
         if target == 0:
             out.append(0.0)
             continue
