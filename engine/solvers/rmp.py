@@ -49,7 +49,7 @@ Decisions:
   23.5; T = 11, s1 = 0.9: 20.6 (16 images). Defaults unchanged (the README's 100-image
   table uses these as explicit parameters). The ``constant`` balance (γ = 1/(2σ_y²),
   the DPS approximation of the likelihood itself) diverges to NaN on these tasks at any
-  s1 tried (1, 0.5, 0.01 × the default): with σ_y = 0.02 model units the likelihood
+  s1 tried (0.1, the default, and 0.01): with σ_y = 0.02 model units the likelihood
   step s1·V‖AJ‖²/σ_y² exceeds 2 at the low levels, so the explicit step is unstable;
   it is kept for exact-prior checks, where σ_y is larger.
 * Fixed precision (Algorithm 2, default): ``μ ← μ + s1·V·G``, V frozen at
