@@ -182,7 +182,11 @@ def rmp_beats_dps(quick: bool) -> Outcome:
                         params={"steps": nfe + 1}, batch=n)
     cheap, _ = evaluate("sr2", ["rmp@vp"], n_images=n, samples=1,
                         params={"steps": few + 1, **FEW_STEP_RMP}, batch=n)
-    rows = {**equal["results"], "rmp-few": cheap["results"]["rmp@vp"]}
+    return rmp_outcome({**equal["results"], "rmp-few": cheap["results"]["rmp@vp"]}, n, nfe, few)
+
+
+def rmp_outcome(rows: dict, n: int, nfe: int, few: int) -> Outcome:
+    """The RMP row from eval rows ``dps@vp``, ``rmp@vp`` (equal NFE) and ``rmp-few``."""
     for row in rows.values():
         if "error" in row:
             raise EngineError(row["error"])
