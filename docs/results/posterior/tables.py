@@ -14,8 +14,8 @@ from engine.evaluation import uncertainty
 from engine.evaluation.uncertainty import format_interval, with_interval
 
 TASKS = ["denoise", "sr2", "sr4", "deblur", "inpaint-box", "inpaint-random"]
-# file suffix → row label; "" is the run with both dps@vp and rmp@vp at 100 NFE
-RUNS = {"": None, "-rmp10": "rmp@vp, 10 NFE, defaults",
+# file suffix → row label; "" (both), "-dps", "-rmp": dps@vp and rmp@vp at 100 NFE
+RUNS = {"": None, "-dps": None, "-rmp": None, "-rmp10": "rmp@vp, 10 NFE, defaults",
         "-rmp10t": "rmp@vp, 10 NFE, VP, start=tweedie, s1=0.5",
         "-ve11": "rmp@vp, 10 NFE, VE, start=tweedie, s1=0.9, ζ=1",
         "-ve31": "rmp@vp, 30 NFE, VE, start=tweedie, s1=0.9, ζ=1",
