@@ -1,9 +1,10 @@
 """Our ``dps`` side by side with DeepInverse's DPS on the same ε-network, inputs and noise.
 
 ``python -m engine.evaluation.deepinv_dps [--task sr2] [--n-images 16] [--nfe 100]
-[--json OUT]`` (needs ``pip install deepinv``, the optional ``compare`` extra's peer;
-not a project dependency) restores the first test images with both and prints PSNR,
-the largest pixel difference and seconds per image.
+[--json OUT]`` (needs deepinv: the optional ``compare-dps`` extra, not a project
+dependency; the README says how it ran on the CPU-torch machines) restores the first
+test images with both, batched, in the order ours / theirs / ours / theirs, and prints
+PSNR, the paired PSNR difference, the largest pixel difference and seconds per image.
 
 What is compared (decisions):
 
