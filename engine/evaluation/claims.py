@@ -14,7 +14,8 @@ it says "inconclusive" rather than a wrong verdict where it is too small to deci
 
 Cost (this 2-core machine): the full run ≈ 8 min (1000 + 1000 soft-blur samples at 50
 NFE dominate) plus the RMP/DPS row (100 SR×2 images batched: DPS and RMP at 100 NFE,
-RMP at 10, each NFE with a VJP; ≈ 4 min of CPU, measured with ``engine eval --batch``);
+RMP at 10, each NFE with a VJP; 98 s on the shared machine at load ≈ 10, its numbers
+equal to the README's `engine eval --batch 100` runs);
 ``--quick`` < 1 min.
 """
 
