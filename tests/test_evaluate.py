@@ -47,6 +47,17 @@ def test_restoration_task_schema_and_keys_as_given():
     assert pictures["pinv"].shape == (2, 1, 28, 28)
 
 
+@pytest.mark.parametrize("spec,params", [("dps@empirical-vp", {}), ("rmp@empirical-vp", {"steps": 4, "zeta": 0.15})])
+def test_batched_evaluation_equals_one_image_runs(spec, params):
+    """``batch`` images per run keep each image's measurement and seeds: the same
+    samples as one job per image (the random mask's operator included), VJPs counted."""
+    one, batched = (evaluate.evaluate("inpaint-random", [spec], n_images=3, samples=2, nfe=3,
+                                      params=params, batch=b)[0]["results"][spec] for b in (1, 3))
+    assert batched["per_image"]["psnr"] == pytest.approx(one["per_image"]["psnr"], abs=1e-3)
+    assert batched["per_image"]["diversity"] == pytest.approx(one["per_image"]["diversity"], rel=1e-3)
+    assert batched["nfe"] == one["nfe"] == batched["vjp"] == one["vjp"] > 0
+
+
 def test_a_method_that_cannot_serve_a_task_gets_an_error_entry():
     report, _ = evaluate.evaluate("sr2", ["ddim@empirical-vp", "pinv"], n_images=1, samples=1)
     assert "cannot restore" in report["results"]["ddim@empirical-vp"]["error"]

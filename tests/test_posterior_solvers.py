@@ -168,6 +168,23 @@ def test_rmp_with_exact_scores_reaches_the_gaussian_posterior_mean(masked_gaussi
     assert len(trajectory) == steps and post.nfe == (steps - 1) * inner
 
 
+@pytest.mark.parametrize("step_size", [0.5, 1.0])
+def test_rmp_tweedie_start_reaches_the_posterior_mean_on_a_coarse_grid(masked_gaussian, step_size):
+    """T = 11, T_in = 1, exact scores: the ``tweedie`` start (reverse mean given the
+    previous x̂0) lands within 3.0e-3 of the posterior mean at s1 = 0.5 and 1 (seeds 0–2:
+    2.4e-3–3.0e-3); the ``transition`` start x̄/a needs s1 = 1 there (7.2e-3) and at
+    s1 = 0.5 ends 4.7–6.0 away (a coarse step's x̄/a is far outside, one half step does
+    not pull it back)."""
+    prior, op, y, sigma_y = masked_gaussian
+    post = exact_posterior(prior, op, y, sigma_y, schedule=VPSchedule())
+    m, _ = posterior_moments(post)
+    run = lambda start: run_last(rmp, post, None, RMPParams, steps=11, inner=1, step_size=step_size,
+                                 sample_inner=False, start=start)[0]
+    assert (run("tweedie") - m).abs().max() < 5e-3
+    if step_size < 1:
+        assert (run("transition") - m).abs().max() > 1.0
+
+
 def test_rmp_is_independent_of_its_start_on_a_unimodal_mixture_posterior():
     """Two overlapping components (unimodal posterior, weights 0.54/0.46). Measured over
     these 12 starts: spread 1.4e-3 (the exact chain keeps √ᾱ_T C P_T⁻¹ x̄_T ≈ 1.5e-3 of

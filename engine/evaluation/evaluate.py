@@ -1,7 +1,7 @@
 """Evaluation suite: every method on the same images, degradation and seeds.
 
 ``python -m engine eval --task TASK --methods a,b@model,... [--n-images N] [--first I]
-[--samples K] [--nfe N] [--seed S] --json OUT [--grid PNG]`` writes::
+[--samples K] [--nfe N] [--seed S] [--batch B] --json OUT [--grid PNG]`` writes::
 
     {"task", "config", "results": {spec: {"psnr", "ssim", "fd", "perceptual",
                                           "diversity", "diversity_score", "fwv",
@@ -21,7 +21,12 @@ Decisions:
   "fd" use the project's Fashion-MNIST feature network (FD-FMNIST, not FID). FD is
   reported only from `MIN_FD_SAMPLES` images up (a Fréchet distance of a handful of
   points is noise); diversity and FWV need K > 1. A metric that cannot be measured is
-  omitted, never faked. seconds = method wall time per image; nfe per sample.
+  omitted, never faked. seconds = method wall time per image; nfe and vjp per sample.
+* ``--batch B`` restores B images per run (`run_batched`): each image keeps its
+  measurement and sample seeds, so the samples equal the one-image runs up to float
+  rounding, and the posterior solvers' cost per image drops several-fold on CPU (one
+  network call for B images). Its seconds are the batch's wall time / B: a throughput,
+  not one image's latency.
 * Every compared figure carries its 95 % interval as ``<metric>_ci = [low, high]``
   (`engine.evaluation.uncertainty`): bootstrap over images for the per-image means,
   bootstrap over samples for FD, disjoint blocks of 64 samples for the diversity of
@@ -47,7 +52,9 @@ import argparse
 import dataclasses
 import math
 import sys
+import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 
@@ -56,6 +63,7 @@ from engine.evaluation import metrics, uncertainty
 from engine.core import registry
 from engine.core.jobs import Job, Request
 from engine.core.operators import Degradation
+from engine.core.rng import SampleRNG
 from engine.core.step import EngineError
 
 MIN_FD_SAMPLES = 100
@@ -121,31 +129,24 @@ def _method_params(spec: str, nfe: int | None, extra: dict | None = None) -> dic
 
 
 def restore_all(spec: str, images: torch.Tensor, degradation: Degradation, samples: int,
-                nfe: int | None, seed: int, net, params: dict | None = None, first: int = 0
-                ) -> tuple[dict, torch.Tensor]:
-    """Run one method on every image (test indices ``first …``); returns its metric row
-    and the first samples."""
+                nfe: int | None, seed: int, net, params: dict | None = None, first: int = 0,
+                batch: int = 1) -> tuple[dict, torch.Tensor]:
+    """Run one method on every image (test indices ``first …``), ``batch`` images per job
+    (module doc); returns its metric row and the first samples."""
     rows, firsts = [], []
     perceptual = lambda x, ref: metrics.perceptual_distance(x, ref, net.features)
     if net is None:  # photos: the feature network knows Fashion-MNIST only
         perceptual = None
-    for i, image in enumerate(images, start=first):
-        job = Job(Request(method=spec, image=image, degradation=degradation,
-                          params=_method_params(spec, nfe, params), seed=seed + samples * i,
-                          n=samples, measurement_seed=i, source=f"test:{i}"))
-        result = job.run()
-        row = {k: result.metrics[k] for k in ("psnr", "ssim", "nfe", "seconds") if k in result.metrics}
-        if perceptual is not None:
-            row["perceptual"] = float(perceptual(result.samples, image).mean())
-        if samples > 1:
-            row["diversity"] = result.metrics["diversity"]
-            if perceptual is not None:
-                row["diversity_score"] = metrics.diversity_score(result.samples[None], perceptual)
-                grid = metrics.faithfulness_weighted_variance(result.samples[None], image[None],
-                                                              distance=perceptual)
-                row.update(fwv=grid[FWV_SIGMA], **{f"fwv@{s:g}": v for s, v in grid.items()})
-        rows.append(row)
-        firsts.append(result.samples[0])
+    for start in range(0, len(images), batch):
+        chunk = images[start:start + batch]
+        jobs = [Job(Request(method=spec, image=image, degradation=degradation,
+                            params=_method_params(spec, nfe, params), seed=seed + samples * i,
+                            n=samples, measurement_seed=i, source=f"test:{i}"))
+                for i, image in enumerate(chunk, first + start)]
+        results = [jobs[0].run()] if len(jobs) == 1 else run_batched(jobs)
+        for image, result in zip(chunk, results):
+            rows.append(image_row(result, image, samples, perceptual))
+            firsts.append(result.samples[0])
     per_image = {k: [r[k] for r in rows] for k in rows[0]}
     summary = summarise(per_image)
     summary["n_images"] = len(images)
@@ -155,15 +156,63 @@ def restore_all(spec: str, images: torch.Tensor, degradation: Degradation, sampl
     return summary, restored
 
 
+def run_batched(jobs: list[Job]) -> list[SimpleNamespace]:
+    """One batched run of the method for several prepared single-image jobs.
+
+    Sample k of job j has seed ``job.request.seed + k`` as in its own run, and every job
+    keeps its own measurement (y stacked along the batch; the operator is the same, since
+    it depends on the degradation spec only), so the samples equal the one-job-per-image
+    run up to float rounding (the conformance suite checks batched against single runs).
+    ``seconds`` is the batch's wall time divided evenly among its images."""
+    lead = jobs[0]
+    n = lead.request.n
+    seeds = [job.request.seed for job in jobs]
+    if seeds != list(range(seeds[0], seeds[0] + n * len(jobs), n)):
+        raise EngineError("batched evaluation needs consecutive sample seeds")
+    if lead.measurement is None:
+        raise EngineError("batched evaluation restores measurements only")
+    measurement = registry.Measurement(torch.cat([job.measurement.y for job in jobs]),
+                                       lead.measurement.operator, lead.measurement.sigma_y,
+                                       lead.measurement.x_shape)
+    rng = SampleRNG(seeds[0], n * len(jobs), device=lead.request.device)
+    nfe, vjp = lead.nfe, lead.vjp
+    started = time.perf_counter()
+    with torch.no_grad():
+        *_, last = lead.info.run(lead.prior, measurement, lead.params, rng)
+    seconds = (time.perf_counter() - started) / len(jobs)
+    nfe, vjp = lead.nfe - nfe, lead.vjp - vjp
+    results = []
+    for job, x0_hat in zip(jobs, last.x0_hat.split(n)):
+        out = job.to_unit(x0_hat.float().cpu()).clamp(0, 1)
+        results.append(SimpleNamespace(samples=out, metrics={
+            "nfe": nfe, "vjp": vjp, "seconds": seconds, **metrics.sample_metrics(out, job.clean)}))
+    return results
+
+
+def image_row(result, image: torch.Tensor, samples: int, perceptual) -> dict:
+    """The metric row of one image from its job's result."""
+    row = {k: result.metrics[k] for k in ("psnr", "ssim", "nfe", "vjp", "seconds") if k in result.metrics}
+    if perceptual is not None:
+        row["perceptual"] = float(perceptual(result.samples, image).mean())
+    if samples > 1:
+        row["diversity"] = result.metrics["diversity"]
+        if perceptual is not None:
+            row["diversity_score"] = metrics.diversity_score(result.samples[None], perceptual)
+            grid = metrics.faithfulness_weighted_variance(result.samples[None], image[None],
+                                                          distance=perceptual)
+            row.update(fwv=grid[FWV_SIGMA], **{f"fwv@{s:g}": v for s, v in grid.items()})
+    return row
+
+
 def summarise(per_image: dict[str, list[float]]) -> dict:
     """Means over images with their bootstrap intervals, and the per-image values."""
     summary = {}
     for key, values in per_image.items():
         summary[key] = sum(values) / len(values)
-        interval = uncertainty.mean_interval(values) if key != "nfe" else None
+        interval = uncertainty.mean_interval(values) if key not in ("nfe", "vjp") else None
         if interval is not None:
             summary[f"{key}_ci"] = list(interval)
-    summary["per_image"] = {k: v for k, v in per_image.items() if k != "nfe"}
+    summary["per_image"] = {k: v for k, v in per_image.items() if k not in ("nfe", "vjp")}
     return summary
 
 
@@ -210,7 +259,7 @@ def generate_all(spec: str, n: int, nfe: int | None, seed: int, net, reference: 
 
 def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
              nfe: int | None = None, seed: int = 0, progress=None, params: dict | None = None,
-             first: int = 0) -> tuple[dict, dict]:
+             first: int = 0, batch: int = 1) -> tuple[dict, dict]:
     """The eval JSON and, per method, a tensor of images for the optional grid.
 
     ``params``: extra method parameters (``--param k=0.6``), given to each method whose
@@ -218,6 +267,8 @@ def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
     """
     if task not in TASKS:
         raise EngineError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+    if batch < 1:
+        raise EngineError(f"batch must be ≥ 1, got {batch}")
     spec, kind = TASKS[task].degradation, TASKS[task].images
     net = feature_network() if kind == "fashion-mnist" else None
     images, source = test_images(n_images, kind, first)  # generate: the FD reference (from MIN_FD_SAMPLES up)
@@ -231,7 +282,7 @@ def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
                 else:
                     results[method], pictures[method] = restore_all(
                         method, images, Degradation.parse(spec), samples, nfe, seed, net, params,
-                        first)
+                        first, batch)
         except EngineError as err:
             results[method] = {"error": str(err)}
         if progress is not None:
@@ -239,6 +290,7 @@ def evaluate(task: str, methods: list[str], n_images: int = 8, samples: int = 4,
     config = {"task": task, "degradation": spec, "n_images": n_images, "first": first,
               "samples": samples,
               "nfe": nfe, "params": dict(params or {}), "seed": seed, "images": source,
+              "batch": batch,
               "metrics": {"fd": "FD-FMNIST (project feature network)",
                           "perceptual": "normalised multi-layer feature distance"}}
     return {"task": task, "config": config, "results": results}, pictures
@@ -253,6 +305,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--nfe", type=int)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=1,
+                        help="restore this many images per batched run (same samples up to "
+                             "rounding; seconds = batch wall time / images)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="a method parameter, for the methods that have it (e.g. k=0.6)")
     parser.add_argument("--json")
@@ -271,7 +326,8 @@ def main(argv: list[str]) -> int:
         with tqdm(total=len(methods), file=sys.stderr, unit="method", delay=1.0) as bar:
             report, pictures = evaluate(args.task, methods, args.n_images, args.samples,
                                         args.nfe, args.seed, progress=lambda m: bar.update(1),
-                                        params=registry.parse_params(args.param), first=args.first)
+                                        params=registry.parse_params(args.param),
+                                        first=args.first, batch=args.batch)
         from engine.io.export import save_grid, save_metrics
         save_metrics(args.json, report)
         if args.grid and pictures:
@@ -288,7 +344,7 @@ def main(argv: list[str]) -> int:
 
 def format_table(report: dict) -> str:
     """A Markdown table of the results (missing metrics shown as –)."""
-    keys = ["psnr", "ssim", "perceptual", "fd", "diversity", "fwv", "nfe", "seconds"]
+    keys = ["psnr", "ssim", "perceptual", "fd", "diversity", "fwv", "nfe", "vjp", "seconds"]
     lines = ["| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for method, row in report["results"].items():
         if "error" in row:

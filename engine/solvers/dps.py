@@ -71,12 +71,16 @@ def guidance(prior, measurement: Measurement, x_t: torch.Tensor, t: float):
     return x0_hat, grad_sq / per_sample(2 * norm, grad_sq), norm  # ∇‖r‖ = ∇‖r‖² / (2‖r‖)
 
 
+def reference_scale(operator, schedule, steps: int) -> float:
+    """The default guidance scale on a grid of ``steps`` steps (module doc)."""
+    return REFERENCE_SCALE[reference_task(operator)] * min(schedule.steps / steps, MAX_STRIDE_GAIN)
+
+
 def dps(prior, measurement: Measurement, params: DPSParams, rng: SampleRNG) -> Iterator[Step]:
     schedule = prior.schedule
     grid = schedule.grid(params.nfe)
     total = len(grid) - 1
-    scale = params.scale if params.scale >= 0 else \
-        REFERENCE_SCALE[reference_task(measurement.operator)] * min(schedule.steps / total, MAX_STRIDE_GAIN)
+    scale = params.scale if params.scale >= 0 else reference_scale(measurement.operator, schedule, total)
     x = rng.latent(*prior.shape)
     for i, (t, t_next) in enumerate(zip(grid, grid[1:])):
         if scale > 0:
