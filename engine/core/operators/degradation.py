@@ -308,9 +308,9 @@ def measure_image(degradation: Degradation, x: torch.Tensor, seed: int,
     op = degradation.operator(x.shape[1])
     op.check_input(tuple(x.shape))
     y = op.forward(x)
-    if degradation.noise > 0:
-        eps = measurement_noise(seed, op.out_shape(tuple(x.shape))[1:], scheme)
-        y = y + degradation.noise * eps.to(y.device, y.dtype)
+    if degradation.noise > 0:  # ε's shape is y's (no meta-tensor forward to find it)
+        eps = measurement_noise(seed, tuple(y.shape[1:]), scheme)
+        y = torch.add(y, eps.to(y.device, y.dtype), alpha=degradation.noise)
     return op, y
 
 
