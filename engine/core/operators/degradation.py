@@ -310,7 +310,7 @@ def measure_image(degradation: Degradation, x: torch.Tensor, seed: int,
     y = op.forward(x)
     if degradation.noise > 0:  # ε's shape is y's (no meta-tensor forward to find it)
         eps = measurement_noise(seed, tuple(y.shape[1:]), scheme)
-        y = torch.add(y, eps.to(y.device, y.dtype), alpha=degradation.noise)
+        y = y + degradation.noise * eps.to(y.device, y.dtype)
     return op, y
 
 
