@@ -123,7 +123,7 @@ def bench_compile(repeats: int, cases=COMPILE_CASES) -> dict:
     import os
     import tempfile
 
-    from engine.models.compile import CACHE_ENV, compile_prior
+    from engine.models.compile import CACHE_ENV
 
     out = {}
     previous = os.environ.get(CACHE_ENV)
@@ -134,8 +134,7 @@ def bench_compile(repeats: int, cases=COMPILE_CASES) -> dict:
                 if model not in learned_models():
                     continue
                 # a fresh object, not the cached one: its compiled network must not leak
-                out[f"{model} batch {batch}"] = _compile_case(load_prior(model), batch, shape,
-                                                              repeats, compile_prior)
+                out[f"{model} batch {batch}"] = _compile_case(load_prior(model), batch, shape, repeats)
         finally:
             if previous is None:
                 os.environ.pop(CACHE_ENV, None)
@@ -144,7 +143,9 @@ def bench_compile(repeats: int, cases=COMPILE_CASES) -> dict:
     return out
 
 
-def _compile_case(prior, batch: int, shape, repeats: int, compile_prior) -> dict:
+def _compile_case(prior, batch: int, shape, repeats: int) -> dict:
+    from engine.models.compile import compile_prior
+
     x = torch.randn(batch, *(shape or prior.shape), generator=torch.Generator().manual_seed(0))
     call = lambda: prior.denoise(x, 0.5)
     eager_network = prior.network
