@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def synthetic_photos():
     g = torch.Generator().manual_seed(0)
-    return {"a": torch.rand(3, 80, 96, generator=g), "b": torch.rand(3, 72, 72, generator=g)}
+    return {"a": torch.rand(3, 100, 120, generator=g), "b": torch.rand(3, 96, 96, generator=g)}
 
 
 def test_compiled_prior_denoises_like_eager_and_caches_its_graphs(tmp_path, monkeypatch):
