@@ -109,6 +109,8 @@ def _check_outputs(args) -> None:
         export.metrics_path(args.json)
     if getattr(args, "trajectory", None):
         export.trajectory_path(args.trajectory)
+    if getattr(args, "strip", None):
+        args.strip = str(export.grid_path(args.strip)[0])
 
 
 def _write_outputs(args, result, extra: dict) -> None:
@@ -119,6 +121,9 @@ def _write_outputs(args, result, extra: dict) -> None:
     if getattr(args, "trajectory", None):
         writes.append(export.trajectory_writer(args.trajectory,
                                                [frame for _, frame, _ in result.trajectory]))
+    if getattr(args, "strip", None) and result.clean is not None:
+        writes.append(export.grid_writer(args.strip, before_after(result), result.recipe, nrow=3,
+                                         scale=args.scale))
     if args.json:
         flat = {k: v for k, v in result.metrics.items() if not isinstance(v, (list, dict))}
         flat.update(extra)
@@ -126,6 +131,17 @@ def _write_outputs(args, result, extra: dict) -> None:
     export.atomic_write_all(writes)
     summary = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
     print(f"wrote {args.out}: {summary}", file=sys.stderr)
+
+
+def before_after(result):
+    """(3, C, H, W): the clean image, y at its size (nearest; grey y drawn in every
+    channel) and the first sample, for ``--strip``."""
+    import torch
+    import torch.nn.functional as F
+
+    clean, y = result.clean, result.measurement.clamp(0, 1)
+    y = F.interpolate(y[None], size=clean.shape[-2:], mode="nearest")[0]
+    return torch.stack([clean, y.expand_as(clean), result.samples[0]])
 
 
 def cmd_restore(args) -> int:
@@ -146,6 +162,7 @@ def cmd_restore(args) -> int:
         image, source = images[args.sample], f"demo:{args.sample}"
     spec = _method_spec(args.method, args.model)
     image = _fit_image(image, spec, args.device)
+    _maybe_compile(args, spec)
     request = Request(method=spec, image=image, degradation=Degradation.parse(args.degrade),
                       params=_request_params(args), seed=args.seed, n=args.n,
                       measurement_seed=args.measurement_seed, device=args.device, source=source)
@@ -178,6 +195,20 @@ def _refuse_point_prior(spec: str, device: str) -> None:
                           "writes images (the studio's Playground shows it)")
 
 
+def _maybe_compile(args, spec: str) -> None:
+    """``--compile``: compile the (cached) model's network before the job loads it."""
+    from engine.core import registry
+
+    name, model = registry.split_spec(spec)
+    if not (args.compile and registry.get(name).needs_prior and model is not None):
+        return
+    from engine.models.compile import compile_prior
+    from engine.priors.catalog import load_model
+
+    if not compile_prior(load_model(model, args.device)):
+        print(f"note: {model} has no network to compile; running as is", file=sys.stderr)
+
+
 def _fit_image(image, spec: str, device: str):
     """Convert an image to the model's shape, saying what was done (never silently)."""
     from engine.core import registry
@@ -202,6 +233,7 @@ def cmd_sample(args) -> int:
     _check_arguments(args)
     spec = _method_spec(args.method, args.model)
     _refuse_point_prior(spec, args.device)
+    _maybe_compile(args, spec)
     request = Request(method=spec, params=_request_params(args), seed=args.seed, n=args.n,
                       device=args.device, source="unconditional")
     result = run_job(request, _progress_bar())
@@ -272,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="nearest-neighbour magnification of the grid")
         p.add_argument("--json", help="metrics as a flat JSON object")
         p.add_argument("--device", default="cpu", help="cpu or cuda")
+        p.add_argument("--compile", action="store_true",
+                       help="torch.compile the model's network first (pays off on large photos "
+                            "and long runs; see engine.models.compile)")
 
     p = sub.add_parser("restore", help="degrade an image and restore it")
     p.add_argument("--image", help="PNG/JPEG/TIFF/BMP file")
@@ -279,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--degrade", required=True, help="e.g. blur=2.0,noise=0.05")
     p.add_argument("--measurement-seed", type=_integer, default=0)
     p.add_argument("--trajectory", help="GIF or MP4 of the reverse trajectory")
+    p.add_argument("--strip", help="image of clean | degraded | the first restoration side by side "
+                                   "(a smaller y drawn at the clean size, nearest)")
     common(p)
     p.set_defaults(func=cmd_restore)
 

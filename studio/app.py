@@ -9,7 +9,7 @@
   else the platform's user settings.
 * Exceptions that reach the event loop go to `ExceptionHook` (counted, observable).
 * ``--run-demo``: on a fresh state (no stored settings read or written) it loads a
-  demo image, degrades it, runs the method to completion on the engine thread, fills
+  demo image (or ``--image PATH``), degrades it, runs the method to completion on the engine thread, fills
   the diversity gallery, saves a screenshot of the window with ``--screenshot PATH``
   and exits 0 (1 on failure or after ``--timeout`` seconds). Works offscreen.
 """
@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--degrade", help="degradation spec, e.g. blur=1.5,noise=0.05 "
                                      "(default: one that suits the method)")
     p.add_argument("--sample", type=int, default=0, help="demo image index")
+    p.add_argument("--image", metavar="PATH", help="with --run-demo: open this photo instead of a "
+                                                   "demo image (kept at its size by a photo model)")
     p.add_argument("--n", type=int, default=8, help="samples (the diversity gallery)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
@@ -90,7 +92,10 @@ class Demo:
             w.state.degradation.set_spec(args.degrade or spec)
             w.choose_method(method, model, params)
             w.state.method.n, w.state.method.seed = args.n, args.seed
-            w.choose_demo(args.sample)
+            if args.image is None:
+                w.choose_demo(args.sample)
+            elif not w.open_path(args.image):
+                return self.fail(f"cannot open {args.image}")
         except (EngineError, ValueError, IndexError, KeyError) as err:
             return self.fail(f"cannot set up the demo: {err}")
         w.controller.finished.connect(self.finished)

@@ -146,5 +146,8 @@ class Catalog:
         name = next(iter(self.methods))
         return name, (self.image_models_for(name) or [None])[0], "noise=0.1", {}
 
-    def model_shape(self, model: str | None) -> tuple[int, ...] | None:
-        return self.models[model].shape if model in self.models else None
+    def fitted_shape(self, model: str | None, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The (C, H, W) an image of ``shape`` is converted to for ``model`` (None: kept):
+        the model's own shape, or for a fully-convolutional one (``photo``) the image's
+        H×W with the model's channels, so a photo keeps its size."""
+        return self.models[model].fitted_shape(shape) if model in self.models else None

@@ -102,7 +102,8 @@ class PreviewMixin:
         """The source or the model changed: convert the image; preview if it changed."""
         if not self._ready():
             return
-        source, shape = self.state.source.image, self._model_shape()
+        source = self.state.source.image
+        shape = self._model_shape(tuple(source.shape))
         if is_large(source):  # off the GUI thread; the views follow when it is done
             self.canvases["clean"].set_badge("converting…")
             self.background.call("working", lambda: convert_source(source, shape),
@@ -135,9 +136,11 @@ class PreviewMixin:
         if self.method_panel.live.isChecked():
             self.live_throttler.throttle()
 
-    def _model_shape(self):
+    def _model_shape(self, source_shape):
         info = self.catalog.methods.get(self.state.method.method)
-        return self.catalog.model_shape(self.state.method.model) if info and info.needs_prior else None
+        if not (info and info.needs_prior):
+            return None
+        return self.catalog.fitted_shape(self.state.method.model, source_shape)
 
     def _update_working_image(self, image, note: str, shown) -> bool:
         """Show the source converted for the chosen model; True if the working image changed."""

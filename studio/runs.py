@@ -85,7 +85,7 @@ class RunMixin:
         if self.catalog is None or self.working is None:
             return
         try:
-            request = self.state.request(shape_of=self.catalog.model_shape)
+            request = self.state.request(shape_of=self.catalog.fitted_shape)
         except BadInputError as err:
             self._report_run_error(str(err))
             return

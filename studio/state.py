@@ -207,8 +207,9 @@ class StudioState:
         """The engine `Request` for the current settings, optionally with some changed.
 
         ``changes`` may set ``method`` (a ``NAME[@MODEL]`` spec; its own parameters then
-        start from their defaults), ``nfe``, ``noise`` or ``seed``. ``shape_of(model)``
-        gives the (C, H, W) a model needs; the source image is converted to it.
+        start from their defaults), ``nfe``, ``noise`` or ``seed``. ``shape_of(model,
+        image_shape)`` gives the (C, H, W) a model needs for the source image (its own
+        size for a fully-convolutional model); the source image is converted to it.
         """
         from engine.core import registry
         from engine.core.jobs import Request
@@ -224,7 +225,8 @@ class StudioState:
         degradation = self.degradation.degradation()
         if "noise" in changes:
             degradation = degradation.replace(noise=float(changes["noise"]))
-        shape = shape_of(model) if shape_of is not None and model else None
+        image_shape = tuple(self.source.image.shape)
+        shape = shape_of(model, image_shape) if shape_of is not None and model else None
         image, _ = working_image(self.source.image, shape)
         return Request(method=f"{name}@{model}" if model else name, image=image,
                        degradation=degradation, params=params, seed=int(changes.get("seed", m.seed)),

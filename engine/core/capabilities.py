@@ -74,11 +74,17 @@ class ModelSpec:
     # the data range (model units per image unit = hi − lo), for the registry's messages.
     corruption_path: Any = field(default=None, compare=False, repr=False)
     data_range: tuple[float, float] = (0.0, 1.0)
+    any_size: bool = False  # fully convolutional: keeps an image's H×W (config ``"any_size"``)
 
     @property
     def is_image(self) -> bool:
         """Samples are images (H, W > 1), not the 2-D points of the toy priors."""
         return self.shape[1] > 1 and self.shape[2] > 1
+
+    def fitted_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The (C, H, W) an image of ``shape`` is converted to for this model, like the
+        loaded model's `fitted_shape`: its own shape, or its channels at the image's H×W."""
+        return (self.shape[0], *tuple(shape)[-2:]) if self.any_size else tuple(self.shape)
 
 
 def spec_of(model, kind: str | None = None) -> ModelSpec:
@@ -90,7 +96,8 @@ def spec_of(model, kind: str | None = None) -> ModelSpec:
                      capabilities=frozenset(getattr(model, "capabilities", ())),
                      shape=tuple(model.shape), schedule=getattr(schedule, "kind", None),
                      task=getattr(model, "task", None), exact=exact, corruption_path=schedule,
-                     data_range=tuple(getattr(model, "data_range", (0.0, 1.0))))
+                     data_range=tuple(getattr(model, "data_range", (0.0, 1.0))),
+                     any_size=bool(getattr(model, "any_size", False)))
 
 
 def fitted_shape(model, shape: tuple[int, ...]) -> tuple[int, ...]:

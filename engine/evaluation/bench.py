@@ -13,6 +13,13 @@ Sections (medians over repeats after a warm-up; ratios within this one run):
   GUI's target is one frame, 16 ms).
 * ``memory``: peak resident memory of this process.
 * ``diffusers`` (``--diffusers``): `engine.evaluation.reference`'s side-by-side.
+* ``compile`` (``--compile``, alone: it takes minutes): ``torch.compile`` against eager
+  on the VP U-Net at batch 64 and the photo network on one 512×512 RGB image, one
+  ``denoise`` per call, in this one run: eager median, the first compiled call (its
+  compile seconds: that call minus the eager median) with an empty graph cache, the
+  same again after `torch._dynamo.reset` with the cache the first compile filled (what
+  a later run pays, `engine.models.compile`), and the compiled median (speed-up =
+  eager / compiled).
 The GUI's event-loop stall benchmark lives beside it in `studio.bench` (it needs Qt,
 which the engine never imports).
 """
@@ -30,7 +37,7 @@ import torch
 from engine.core.jobs import Job, Request
 from engine.core.operators import Degradation
 from engine.core.capabilities import DENOISE
-from engine.priors.catalog import CACHE, learned_models, load_model, model_spec
+from engine.priors.catalog import CACHE, learned_models, load_model, load_prior, model_spec
 
 PREVIEW_SPECS = {"noise": "noise=0.1", "blur": "blur=2,noise=0.05",
                  "mask": "mask=random:0.5,noise=0.05", "downsample": "downsample=4,noise=0.05",
@@ -107,6 +114,64 @@ def bench_start(model: str, repeats: int) -> dict:
             "one_nfe_ms": 1e3 * one_nfe}
 
 
+COMPILE_CASES = (("vp", 64, None), ("photo", 1, (3, 512, 512)))  # (model, batch, image shape)
+
+
+def bench_compile(repeats: int, cases=COMPILE_CASES) -> dict:
+    """Eager vs ``torch.compile`` per case (see the module doc); cold compiles use a
+    temporary cache folder, so an earlier run's graphs cannot hide the cost."""
+    import os
+    import tempfile
+
+    from engine.models.compile import CACHE_ENV
+
+    out = {}
+    previous = os.environ.get(CACHE_ENV)
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ[CACHE_ENV] = folder
+        try:
+            for model, batch, shape in cases:
+                if model not in learned_models():
+                    continue
+                # a fresh object, not the cached one: its compiled network must not leak
+                out[f"{model} batch {batch}"] = _compile_case(load_prior(model), batch, shape, repeats)
+        finally:
+            if previous is None:
+                os.environ.pop(CACHE_ENV, None)
+            else:
+                os.environ[CACHE_ENV] = previous
+    return out
+
+
+def _compile_case(prior, batch: int, shape, repeats: int) -> dict:
+    from engine.models.compile import compile_prior
+
+    x = torch.randn(batch, *(shape or prior.shape), generator=torch.Generator().manual_seed(0))
+    call = lambda: prior.denoise(x, 0.5)
+    eager_network = prior.network
+
+    def first_call() -> float:
+        started = time.perf_counter()
+        call()
+        return time.perf_counter() - started
+
+    with torch.no_grad():
+        eager = median_seconds(call, repeats)
+        compile_prior(prior)
+        cold = first_call()
+        compiled = median_seconds(call, repeats, warmup=0)
+        torch._dynamo.reset()  # forget the in-memory graphs; the on-disk cache stays
+        prior.network = eager_network
+        compile_prior(prior)
+        warm = first_call()
+        expected = eager_network(x, torch.full((batch,), 0.5))
+        max_diff = float((prior.network(x, torch.full((batch,), 0.5)) - expected).abs().max())
+    prior.network = eager_network
+    return {"shape": list(x.shape), "eager_s": eager, "compiled_s": compiled, "speedup": eager / compiled,
+            "compile_s_cold": cold - eager, "compile_s_cached": warm - eager, "max_abs_diff": max_diff,
+            "repeats": repeats}
+
+
 def run(quick: bool = False) -> dict:
     repeats = 3 if quick else 15
     denoisers = [m for m in learned_models() if DENOISE in model_spec(m).capabilities]
@@ -143,13 +208,29 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def format_compile(rows: dict) -> str:
+    lines = ["torch.compile vs eager (one denoise per call, medians of this run):"]
+    lines += [f"  {name:<14} {tuple(r['shape'])}: eager {r['eager_s'] * 1e3:8.1f} ms, compiled "
+              f"{r['compiled_s'] * 1e3:8.1f} ms, speed-up {r['speedup']:.2f}×; compile "
+              f"{r['compile_s_cold']:.1f} s (empty cache), {r['compile_s_cached']:.1f} s (cached); "
+              f"max |Δ| {r['max_abs_diff']:.1e}" for name, r in rows.items()]
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine bench")
     parser.add_argument("--json")
     parser.add_argument("--quick", action="store_true", help="few repeats (a smoke check)")
     parser.add_argument("--diffusers", action="store_true",
                         help="also run our VP samplers side by side with diffusers' schedulers")
+    parser.add_argument("--compile", action="store_true",
+                        help="only torch.compile against eager (VP batch 64, photo 512×512; minutes)")
     args = parser.parse_args(argv)
+    if args.compile:
+        report = {"machine": {"threads": torch.get_num_threads(), "torch": torch.__version__},
+                  "compile": bench_compile(3 if args.quick else 10)}
+        print(format_compile(report["compile"]))
+        return _save(args.json, report)
     report = run(args.quick)
     print(format_report(report))
     if args.diffusers:
@@ -162,11 +243,15 @@ def main(argv: list[str]) -> int:
             print(f"{name} vs {row['diffusers']} on {model}: max |Δ| {row['max_abs_diff']:.2e}, "
                   f"{row['ours_s']:.3f} s vs {row['diffusers_s']:.3f} s (ratio {row['ratio']:.2f}, "
                   f"pairs {row['ratio_range'][0]:.2f}–{row['ratio_range'][1]:.2f})")
-    if args.json:
+    return _save(args.json, report)
+
+
+def _save(path: str | None, report: dict) -> int:
+    if path:
         from engine.io.export import save_metrics
         from engine.core.step import EngineError
         try:
-            save_metrics(args.json, report)
+            save_metrics(path, report)
         except EngineError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

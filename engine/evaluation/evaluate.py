@@ -313,6 +313,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json")
     parser.add_argument("--grid", help="PNG: the first sample of each image, one row per method")
     parser.add_argument("--list-tasks", action="store_true")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the models' networks first (engine.models.compile)")
     args = parser.parse_args(argv)
     if args.list_tasks:
         for name, task in TASKS.items():
@@ -323,6 +325,8 @@ def main(argv: list[str]) -> int:
             raise EngineError("eval needs --task, --methods and --json (or --list-tasks)")
         from tqdm import tqdm
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if args.compile:
+            compile_models(methods)
         with tqdm(total=len(methods), file=sys.stderr, unit="method", delay=1.0) as bar:
             report, pictures = evaluate(args.task, methods, args.n_images, args.samples,
                                         args.nfe, args.seed, progress=lambda m: bar.update(1),
@@ -340,6 +344,17 @@ def main(argv: list[str]) -> int:
     except EngineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def compile_models(methods: list[str]) -> None:
+    """Compile the cached networks of the methods' models (the jobs then use them)."""
+    from engine.models.compile import compile_prior
+    from engine.priors.catalog import load_model
+
+    for spec in methods:
+        name, model = registry.split_spec(spec)
+        if model is not None and registry.get(name).needs_prior:
+            compile_prior(load_model(model))
 
 
 def format_table(report: dict) -> str:

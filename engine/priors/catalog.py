@@ -115,7 +115,8 @@ def model_spec(name: str) -> ModelSpec:
                          schedule=(config.get("schedule") or {}).get("kind"),
                          task=config.get("task"),
                          corruption_path=_schedule(config) if capabilities & PATHS else None,
-                         data_range=tuple(config.get("data_range", (0.0, 1.0))))
+                         data_range=tuple(config.get("data_range", (0.0, 1.0))),
+                         any_size=bool(config.get("any_size", False)))
     except (KeyError, TypeError) as err:
         raise BadInputError(f"{name}'s config.json lacks {err}") from None
 

@@ -79,6 +79,8 @@ def parser(known: dict[str, Family] | None = None) -> argparse.ArgumentParser:
                    help="folder with the Fashion-MNIST IDX files (default: $FASHION_MNIST_DIR, "
                         "else /usr/share/datasets/fashion-mnist)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network being trained (engine.models.compile)")
     for add in dict.fromkeys(f.add_arguments for f in known.values() if f.add_arguments):
         add(p)
     return p
@@ -97,6 +99,7 @@ def main(argv: list[str]) -> int:
     out = args.out or Path("runs") / args.family
     settings = TrainSettings(batch=args.batch, lr=args.lr, checkpoint_every=args.checkpoint_every,
                              seed=args.seed, device=args.device, steps=args.steps or family.steps,
+                             compile=args.compile,
                              extra={"command": "python -m engine train " + shlex.join(argv)})
     try:
         info = family.train(out, settings, args)

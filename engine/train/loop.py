@@ -51,6 +51,7 @@ class TrainSettings:
     checkpoint_every: int = 250
     seed: int = 0
     device: str = "cpu"
+    compile: bool = False  # torch.compile the (DDP-wrapped) network (engine.models.compile)
     extra: dict = field(default_factory=dict)  # family options recorded in the config
 
 
@@ -188,6 +189,9 @@ def train(out: Path, model: nn.Module, loss_fn: Callable,
     model.to(device).train()
     ema = EMA(model, settings.ema)
     network = distributed.wrap(model, world, device_name)
+    if settings.compile:
+        from engine.models.compile import compile_network
+        network = compile_network(network)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     generator = torch.Generator("cpu").manual_seed(distributed.rank_seed(settings.seed, world))
     step, wall = 0, 0.0

@@ -124,7 +124,7 @@ class ImageCanvas(QWidget):
             self.set_badge(f"{lo:.3g} – {hi:.3g}")
             self.badge.setToolTip(f"colour map {HEAT_MAP}: {lo:.3g} (dark blue) to {hi:.3g} (yellow)")
         else:
-            self.item.setImage(array, levels=levels or (0, 255))
+            self.item.setImage(array, levels=levels)  # None: uint8 drawn as is, no rescaling pass
         self.item.setRect(QRectF(0, 0, *self.extent))
 
     def set_extent(self, width: float, height: float) -> None:
@@ -157,7 +157,7 @@ class ImageCanvas(QWidget):
         w = self.before.shape[1]
         x = min(max(self.split_line.value(), 0.0), self.extent[0])
         columns = int(round(x / self.extent[0] * w))
-        self.before_item.setImage(self.before[:, :max(columns, 1)], levels=(0, 255))
+        self.before_item.setImage(self.before[:, :max(columns, 1)], levels=None)
         self.before_item.setRect(QRectF(0, 0, columns * self.extent[0] / w, self.extent[1]))
         self.before_item.setVisible(columns > 0)
 

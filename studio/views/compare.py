@@ -162,7 +162,7 @@ class CompareView(QWidget):
                 if ignored:
                     not_applicable[(r, c)] = ignored
                 changes = {k: v for k, v in changes.items() if k != ignored}
-                return self.state.request(shape_of=self.catalog.model_shape, n=n, **changes)
+                return self.state.request(shape_of=self.catalog.fitted_shape, n=n, **changes)
             except BadInputError as err:
                 return str(err)
 

@@ -308,8 +308,8 @@ def measure_image(degradation: Degradation, x: torch.Tensor, seed: int,
     op = degradation.operator(x.shape[1])
     op.check_input(tuple(x.shape))
     y = op.forward(x)
-    if degradation.noise > 0:
-        eps = measurement_noise(seed, op.out_shape(tuple(x.shape))[1:], scheme)
+    if degradation.noise > 0:  # ε's shape is y's (no meta-tensor forward to find it)
+        eps = measurement_noise(seed, tuple(y.shape[1:]), scheme)
         y = y + degradation.noise * eps.to(y.device, y.dtype)
     return op, y
 
