@@ -16,7 +16,7 @@ Cost (this 2-core machine): the full run ≈ 8 min (1000 + 1000 soft-blur sample
 NFE dominate) plus the RMP/DPS row (100 SR×2 images each at 100 NFE with as many VJPs,
 not yet timed here) and the TIM row (200 SR×4 pairs, 24 candidates per level and up
 to 16 × 24 code sets each: ≈ 8 CPU-minutes); ``--quick`` < 1 min before the RMP/DPS
-row was added (its TIM row: 32 pairs, m = 8, ≈ 30 CPU-seconds with the imports).
+row was added (its TIM row: 32 pairs, m = 8, ≈ 20 CPU-seconds with the imports).
 """
 
 from __future__ import annotations
