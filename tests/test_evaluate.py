@@ -40,6 +40,9 @@ def test_restoration_task_schema_and_keys_as_given():
     row = report["results"]["ddim@empirical-vp"]  # intervals over the two images
     assert row["psnr_ci"][0] <= row["psnr"] <= row["psnr_ci"][1]
     assert len(row["per_image"]["psnr"]) == 2 and "nfe_ci" not in row
+    # best of an image's two samples: at least their mean, and pinv's identical samples tie
+    assert all(b >= p for b, p in zip(row["per_image"]["best_of_n_psnr"], row["per_image"]["psnr"]))
+    assert report["results"]["pinv"]["best_of_n_psnr"] == pytest.approx(report["results"]["pinv"]["psnr"])
     # momentum's default model is a learned soft-blur prior; on noise-only data from the
     # bundled demo set it either runs or reports why not — never crashes the run.
     assert set(report["results"]["momentum"]) >= ROW_KEYS or "error" in report["results"]["momentum"]

@@ -8,7 +8,9 @@ import torch.nn as nn
 from engine.io.data import demo_images, to_model_range
 from engine.models.tim import Tower, TowerConfig, load_tim_tower
 from engine.train.loop import TrainSettings, init_network
-from engine.train.tim import (IMLESettings, compare_selection, draw_pools, imle_loss, level_targets, select_hierarchical,
+from engine.evaluation.tim_study import (NOT_REACHED, compare_selection, evaluate_tower, samples_needed,
+                                        selection_distances)
+from engine.train.tim import (IMLESettings, draw_pools, imle_loss, level_targets, select_hierarchical,
                               select_vanilla, train_tim)
 
 SMALL = dict(channels=8, growth=4, blocks=1, code_dim=4, mapping_dim=8, mapping_layers=2)
@@ -215,18 +217,48 @@ def test_cimle_covers_both_modes_where_l2_regression_collapses_to_the_middle():
     assert float(train_toy(seed=0, imle=False).abs().mean()) < 0.5
 
 
-def test_selection_comparison_counts_samples_consistently():
+def test_selection_study_scores_what_each_selection_picks():
+    """The study's vanilla figure for f·m sets is the distance of what `select_vanilla`
+    picks from the first f·m sets (same pools), and more sets never lose, per pair."""
     tower = styled_tower("sr4", 2, seed=5)
     x = to_model_range(demo_images()[0][:6])
-    report = compare_selection(tower, x, l1_distance, m=3, factors=(1, 2, 4))
-    totals = [report["vanilla"][k]["total"] for k in ("1m", "2m", "4m")]
-    assert totals[0] >= totals[1] >= totals[2]  # nested pools: more samples never lose
-    needs = report["vanilla_needs"]
-    hier = report["hierarchical"]["total"]
-    if needs is None:
-        assert totals[-1] > hier
-    else:
-        assert 1 <= needs <= 4 and report["vanilla"][f"{min(f for f in (1, 2, 4) if f >= needs)}m"]["total"] <= hier
+    d = selection_distances(tower, x, l1_distance, m=3, factors=(1, 2, 4), seed=7)
+    g = torch.Generator().manual_seed(7)
+    y, targets = tower.measure(x), level_targets(x, tower.config.output_sizes)
+    hier = select_hierarchical(tower, y, targets, draw_pools(tower.code_sizes, 6, 3, g), l1_distance)
+    nested = draw_pools(tower.code_sizes, 6, 12, g)
+    with torch.no_grad():
+        for f in (1, 2, 4):
+            for codes, (total, last) in ((select_vanilla(tower, y, targets, [p[:, :3 * f] for p in nested],
+                                                         l1_distance), d["vanilla"][f]), (hier, d["hierarchical"])):
+                outs = [l1_distance(o, t) for o, t in zip(tower(y, codes), targets)]
+                assert torch.allclose(sum(outs).double(), torch.from_numpy(total), atol=1e-6)
+                assert torch.allclose(outs[-1].double(), torch.from_numpy(last), atol=1e-6)
+    totals = [d["vanilla"][f][0] for f in (1, 2, 4)]
+    assert (totals[0] >= totals[1]).all() and (totals[1] >= totals[2]).all()
+
+
+def test_samples_needed_interpolates_log_linearly():
+    assert samples_needed(0.5, {1: 0.4, 2: 0.3}) == 1.0
+    assert samples_needed(0.5, {1: 0.6, 2: 0.55, 4: 0.45}) == pytest.approx(2 * 2 ** 0.5)
+    assert samples_needed(0.5, {1: 0.6, 2: 0.5}) == pytest.approx(2.0)
+    assert samples_needed(0.5, {1: 0.7, 2: 0.6}) == NOT_REACHED
+
+
+def test_selection_comparison_reports_intervals(tmp_path):
+    tower = styled_tower("sr4", 2, seed=5)
+    x = to_model_range(demo_images()[0][:8])
+    r = compare_selection(tower, x, l1_distance, m=3, factors=(1, 2, 4))
+    low, high = r["hierarchical"]["total"]["ci"]
+    assert low <= r["hierarchical"]["total"]["mean"] <= high
+    means = [r["vanilla"][f"{f}m"]["total"]["mean"] for f in (1, 2, 4)]
+    assert means[0] >= means[1] >= means[2]
+    gain = r["gain_at_equal_samples"]["total"]
+    assert gain[0] <= means[0] - r["hierarchical"]["total"]["mean"] <= gain[1]
+    assert r["vanilla_needs"] == samples_needed(r["hierarchical"]["total"]["mean"],
+                                                dict(zip((1, 2, 4), means)))
+    low, high = r["vanilla_needs_ci"]
+    assert 1 <= low <= high
 
 
 def test_cli_compares_selection_on_a_trained_tower(tmp_path, capsys):
@@ -241,11 +273,12 @@ def test_cli_compares_selection_on_a_trained_tower(tmp_path, capsys):
 
 
 def test_evaluation_scores_the_towers_restorations(tmp_path):
-    from engine.train.tim import evaluate_tower
     tiny_run(tmp_path / "run", 1)
-    report = evaluate_tower(load_tim_tower(tmp_path / "run"), demo_images()[0][:2], samples=3)
-    assert report["inputs"] == 2 and report["degradation"] == "downsample=4"
+    report = evaluate_tower(load_tim_tower(tmp_path / "run"), demo_images()[0][:3], samples=3)
+    assert report["inputs"] == 3 and report["degradation"] == "downsample=4"
     assert report["best_of_n_psnr"] >= report["psnr"] > 5
     assert report["diversity_score"] > 0
-    fwv = list(report["fwv"].values())
+    low, high = report["best_of_n_psnr_ci"]
+    assert low <= report["best_of_n_psnr"] <= high
+    fwv = [report[f"fwv@{s:g}"] for s in (0.1, 0.2, 0.3, 0.5, 1.0)]
     assert all(a <= b for a, b in zip(fwv, fwv[1:]))

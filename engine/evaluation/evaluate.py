@@ -5,6 +5,7 @@
 
     {"task", "config", "results": {spec: {"psnr", "ssim", "fd", "perceptual",
                                           "diversity", "diversity_score", "fwv",
+                                          "best_of_n_psnr",
                                           "fwv@σ" for σ in the grid, "nfe", "seconds",
                                           "n_images", "<metric>_ci", "per_image"}}}
 
@@ -20,7 +21,8 @@ Decisions:
 * Metrics: PSNR/SSIM are means over images of the per-sample means; "perceptual" and
   "fd" use the project's Fashion-MNIST feature network (FD-FMNIST, not FID). FD is
   reported only from `MIN_FD_SAMPLES` images up (a Fréchet distance of a handful of
-  points is noise); diversity and FWV need K > 1. A metric that cannot be measured is
+  points is noise); diversity, FWV and best-of-K PSNR (the best of an image's K
+  samples, then averaged over images) need K > 1. A metric that cannot be measured is
   omitted, never faked. seconds = method wall time per image; nfe and vjp per sample.
 * ``--batch B`` restores B images per run (`run_batched`): each image keeps its
   measurement and sample seeds, so the samples equal the one-image runs up to float
@@ -196,6 +198,7 @@ def image_row(result, image: torch.Tensor, samples: int, perceptual) -> dict:
         row["perceptual"] = float(perceptual(result.samples, image).mean())
     if samples > 1:
         row["diversity"] = result.metrics["diversity"]
+        row["best_of_n_psnr"] = max(result.metrics["psnr_per_sample"])
         if perceptual is not None:
             row["diversity_score"] = metrics.diversity_score(result.samples[None], perceptual)
             grid = metrics.faithfulness_weighted_variance(result.samples[None], image[None],

@@ -135,17 +135,23 @@ def select_hierarchical(tower, y, targets, pools, distance, chunk: int = 1024) -
 
 
 @torch.no_grad()
-def select_vanilla(tower, y, targets, pools, distance, chunk: int = 1024) -> list[torch.Tensor]:
-    """All levels at once: candidate j is ``(ζ_j^(1), …, ζ_j^(L))``; least Σ_l distance."""
+def vanilla_distances(tower, y, targets, pools, distance, chunk: int = 1024) -> torch.Tensor:
+    """``(L, n, m)``: level l's distance of candidate j = ``(ζ_j^(1), …, ζ_j^(L))`` of pair i."""
     n, m = pools[0].shape[:2]
-    best = []
+    per_chunk = []
     for lo in range(0, n, max(1, chunk // m)):
         hi = min(n, lo + max(1, chunk // m))
         cand = [p[lo:hi].reshape((hi - lo) * m, -1).to(y.device) for p in pools]
         outs = tower(_expand(y[lo:hi], m), cand)
-        d = sum(distance(o, _expand(t[lo:hi], m)) for o, t in zip(outs, targets))
-        best.append(d.reshape(hi - lo, m).argmin(1).cpu())
-    index = torch.cat(best)
+        per_chunk.append(torch.stack([distance(o, _expand(t[lo:hi], m)).reshape(hi - lo, m).cpu()
+                                      for o, t in zip(outs, targets)]))
+    return torch.cat(per_chunk, 1)
+
+
+def select_vanilla(tower, y, targets, pools, distance, chunk: int = 1024) -> list[torch.Tensor]:
+    """All levels at once: candidate j is ``(ζ_j^(1), …, ζ_j^(L))``; least Σ_l distance."""
+    n = pools[0].shape[0]
+    index = vanilla_distances(tower, y, targets, pools, distance, chunk).sum(0).argmin(1)
     return [p[torch.arange(n), index].to(y.device) for p in pools]
 
 
@@ -153,41 +159,6 @@ def selected_distances(tower, y, targets, codes, distance) -> list[float]:
     """Mean distance per level of the selected codes' outputs (the month's log)."""
     with torch.no_grad():
         return [float(distance(o, t).mean()) for o, t in zip(tower(y, codes), targets)]
-
-
-@torch.no_grad()
-def compare_selection(tower, x, distance, m: int, factors=(1, 2, 4, 8, 16), seed: int = 0) -> dict:
-    """Hierarchical selection with m candidates per level against vanilla selection with
-    k = factor·m complete code sets (paper Fig. 3): the mean, over the pairs x, of the
-    selected sample's summed distance ``Σ_l d(ŷ^(l), ↓_l y)`` and of its last level's.
-    ``vanilla_needs`` is the smallest k whose summed distance reaches the hierarchical
-    one, as a multiple of m (log-linear interpolation; None if 16·m does not reach it).
-    The vanilla pools are prefixes of one draw, so their distances never increase with k."""
-    g = torch.Generator().manual_seed(seed)
-    y, targets = tower.measure(x), level_targets(x, tower.config.output_sizes)
-
-    def score(codes):
-        per_level = [distance(o, t) for o, t in zip(tower(y, codes), targets)]
-        return float(sum(per_level).mean()), float(per_level[-1].mean())
-
-    hier = score(select_hierarchical(tower, y, targets, draw_pools(tower.code_sizes, len(x), m, g), distance))
-    nested = draw_pools(tower.code_sizes, len(x), max(factors) * m, g)  # k-pools are prefixes
-    vanilla = {f: score(select_vanilla(tower, y, targets, [p[:, :f * m] for p in nested], distance))
-               for f in sorted(factors)}
-    needs = None
-    previous = None
-    for f, (total, _) in vanilla.items():
-        if total <= hier[0]:
-            if previous is None:
-                needs = float(f)
-            else:  # interpolate log(f) linearly in the distance
-                (f0, d0), d1 = previous, total
-                needs = float(f0 * (f / f0) ** ((d0 - hier[0]) / (d0 - d1)))
-            break
-        previous = (f, total)
-    return {"m": m, "pairs": len(x), "hierarchical": {"total": hier[0], "last": hier[1]},
-            "vanilla": {f"{f}m": {"total": v[0], "last": v[1]} for f, v in vanilla.items()},
-            "vanilla_needs": needs}
 
 
 # -- the month/day loop ---------------------------------------------------------------
@@ -363,8 +334,9 @@ def main(argv: list[str]) -> int:
 
 
 def print_selection_comparison(model_dir: Path, args) -> int:
-    """``--compare-selection PAIRS``: `compare_selection` on the first test pairs."""
+    """``--compare-selection PAIRS``: `tim_study.compare_selection` on the first test pairs."""
     from engine.evaluation.evaluate import test_images
+    from engine.evaluation.tim_study import compare_selection
     from engine.models.tim import load_tim_tower
 
     tower = load_tim_tower(model_dir, args.device).net
@@ -375,40 +347,10 @@ def print_selection_comparison(model_dir: Path, args) -> int:
     return 0
 
 
-def evaluate_tower(model, images: torch.Tensor, samples: int, seed: int = 0) -> dict:
-    """The tower's restorations of clean ``images`` (image units): ``samples`` per input
-    from the method ``tim`` (input i: seeds ``seed + samples·i …``), scored with the
-    one-to-many metrics under the perceptual distance (tim.md §Metrics)."""
-    from engine.core.operators import Degradation
-    from engine.core.registry import Measurement
-    from engine.core.rng import SampleRNG
-    from engine.evaluation import metrics
-    from engine.models.features import load_feature_network
-    from engine.solvers.tim import TimParams, tim
-
-    net = load_feature_network()
-    perceptual = lambda a, b: metrics.perceptual_distance(a, b, net.features)
-    # pca10 has no project operator: the tower projects y itself (engine.solvers.tim)
-    operator = Degradation.parse("none" if model.task_name == "pca10" else model.degradation).operator(1)
-    restored = []
-    for i, clean in enumerate(to_model_range(images)):
-        y = model.net.measure(clean[None].to(model.device))
-        steps = tim(model, Measurement(y, operator, 0.0, model.shape), TimParams(),
-                    SampleRNG(seed + samples * i, samples, model.device))
-        restored.append(to_image_range([s.x0_hat for s in steps][-1]).clamp(0, 1).cpu())
-    restored = torch.stack(restored)
-    flat, truth = restored.flatten(0, 1), images.repeat_interleave(samples, 0)
-    psnr = metrics.psnr(flat, truth).reshape(len(images), samples)
-    return {"inputs": len(images), "samples": samples, "degradation": model.degradation,
-            "psnr": float(psnr.mean()), "best_of_n_psnr": float(psnr.max(1).values.mean()),
-            "perceptual": float(perceptual(flat, truth).mean()),
-            "diversity_score": metrics.diversity_score(restored, perceptual),
-            "fwv": metrics.faithfulness_weighted_variance(restored, images, distance=perceptual)}
-
-
 def print_evaluation(model_dir: Path, args) -> int:
-    """``--evaluate INPUTS``: `evaluate_tower` on the first test images."""
+    """``--evaluate INPUTS``: `tim_study.evaluate_tower` on the first test images."""
     from engine.evaluation.evaluate import test_images
+    from engine.evaluation.tim_study import evaluate_tower
     from engine.models.tim import load_tim_tower
 
     model = load_tim_tower(model_dir, args.device)
