@@ -184,3 +184,33 @@ def test_tikhonov_solves_its_normal_equations_with_weights_relative_to_the_opera
     x = torch.linalg.solve(A.T @ A + 0.05 * L * torch.eye(64, dtype=torch.float64) + smoothness * L * G,
                            A.T @ y + 0.05 * L * 0.5)
     torch.testing.assert_close(result.samples[0].reshape(-1).double(), x, atol=2e-4, rtol=0)
+
+
+def test_jobs_without_gradients_run_in_inference_mode_and_leave_caches_usable_by_gradient_jobs(image):
+    """A job of a method without gradients advances it in inference mode; an operator
+    cache filled there (a blur kernel) must still serve a gradient-taking method later
+    (inference tensors cannot be saved for backward)."""
+    from engine.core.operators import Blur
+    from engine.core.registry import get
+
+    seen = []
+    method = get("pinv")
+    original = method.run
+
+    def spy(*args):
+        for step in original(*args):
+            seen.append(torch.is_inference_mode_enabled())
+            yield step
+
+    try:
+        object.__setattr__(method, "run", spy)
+        Job(Request(method="pinv", image=image, degradation=Degradation.parse("blur=1.3"))).run()
+    finally:
+        object.__setattr__(method, "run", original)
+    assert seen and all(seen)
+    operator = Blur(1.2345)  # a σ no other test uses: its kernel is made here
+    with torch.inference_mode():
+        operator.forward(torch.rand(1, 1, 28, 28))
+    x = torch.rand(1, 1, 28, 28, requires_grad=True)
+    (operator.forward(x) ** 2).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

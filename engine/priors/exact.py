@@ -43,7 +43,6 @@ name and is the only module that imports this list):
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import NamedTuple
 
 import torch
@@ -53,6 +52,7 @@ from engine.priors.base import Prior
 from engine.core.rng import SampleRNG
 from engine.core.schedules import Schedule, SoftBlurSchedule, SoftMaskSchedule, VESchedule, VPSchedule
 from engine.core.step import BadInputError
+from engine.core.tensor_cache import tensor_cache
 
 F64 = torch.float64
 
@@ -117,7 +117,7 @@ class GaussianMixturePrior(ExactPrior):
         if (evals < -1e-9 * evals.abs().max()).any():
             raise BadInputError("a mixture covariance is not positive semi-definite")
         self._root = evecs * evals.clamp_min(0).sqrt()[:, None, :]  # Σ_k = R_k R_kᵀ
-        self._at = lru_cache(maxsize=4096)(self._moments)
+        self._at = tensor_cache(maxsize=4096)(self._moments)
 
     def _moments(self, t: float) -> "Marginal":
         c = dense_matrix(self.schedule.corruption(t), self.shape)

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 
+from engine.core.tensor_cache import tensor_cache
 from engine.core.operators.base import Operator
 from engine.core.step import BadInputError
 
@@ -32,7 +32,7 @@ BLOCK = 64
 TAIL = 8.0  # taps beyond TAIL·σ are left out above BANDED_ABOVE: e^−TAIL²/2 ≈ 1e−14
 
 
-@lru_cache(maxsize=256)
+@tensor_cache(maxsize=256)
 def blur_matrix(sigma: float, n: int, radius: int) -> torch.Tensor:
     """The n×n banded Toeplitz matrix of the truncated, normalised 1-D Gaussian (float64)."""
     taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
@@ -43,13 +43,13 @@ def blur_matrix(sigma: float, n: int, radius: int) -> torch.Tensor:
     return torch.where(inside, kernel[(offsets + radius).clamp(0, 2 * radius)], 0.0)
 
 
-@lru_cache(maxsize=64)
+@tensor_cache(maxsize=64)
 def _cast_matrix(sigma: float, n: int, radius: int, dtype: torch.dtype, device: torch.device):
     """`blur_matrix` in the working dtype and device, made once (a slider revisits σ)."""
     return blur_matrix(sigma, n, radius).to(device, dtype)
 
 
-@lru_cache(maxsize=256)
+@tensor_cache(maxsize=256)
 def _blur_eig(sigma: float, n: int, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
     evals, evecs = torch.linalg.eigh(blur_matrix(sigma, n, radius))
     return evals, evecs

@@ -40,11 +40,11 @@ import dataclasses
 import importlib
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Callable
 
 import torch
 
+from engine.core.tensor_cache import tensor_cache
 from engine.core.operators.base import Compose, Identity, Operator
 from engine.core.operators.blur import Blur
 from engine.core.operators.masks import MASK_KINDS, Mask
@@ -291,7 +291,7 @@ def _parse_values(info: OperatorInfo, text: str | None) -> dict:
     return out
 
 
-@lru_cache(maxsize=4)
+@tensor_cache(maxsize=4)
 def measurement_noise(seed: int, shape: tuple[int, ...], scheme: str | None = None) -> torch.Tensor:
     """ε of ``y = A x + σ_y ε`` for one measurement of ``shape`` (C', H', W'), by the
     measurement seed in its own seed domain (`engine.core.rng.measurement_noise`, scheme

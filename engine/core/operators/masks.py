@@ -9,17 +9,17 @@ by ``seed``); ``half`` hides the right half. Masks act on all channels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 
+from engine.core.tensor_cache import tensor_cache
 from engine.core.operators.base import Operator
 from engine.core.step import BadInputError
 
 MASK_KINDS = ("box", "frame", "random", "half")
 
 
-@lru_cache(maxsize=64)
+@tensor_cache(maxsize=64)
 def _mask_pattern(kind: str, level: float, seed: int, h: int, w: int) -> torch.Tensor:
     """1 where the pixel is observed, 0 where it is hidden; shape (H, W), float32."""
     m = torch.ones(h, w)
