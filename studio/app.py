@@ -84,7 +84,8 @@ class Demo:
                 if method not in w.catalog.methods:
                     return self.fail(f"unknown method {method!r}; known: {', '.join(w.catalog.methods)}")
                 model = given or (w.catalog.image_models_for(method) or [None])[0]
-                spec = w.catalog.methods[method].example_degradation or spec
+                # a task-bound model (aps-sr2, tim-sr4) starts on the task it was trained for
+                spec = w.catalog.task_of(model) or w.catalog.methods[method].example_degradation or spec
                 params = {}
             params.update(kv.split("=", 1) for kv in args.param)
             typed = make_params(w.catalog.methods[method].params, params)  # checks and converts

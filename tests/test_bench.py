@@ -53,3 +53,38 @@ def test_exact_prior_claim_separates_momentum_from_naive():
     0.109 ± 0.025)."""
     outcome = claims.momentum_beats_naive_exact(quick=True)
     assert outcome.verdict == "holds" and "exact prior" in outcome.ours
+
+
+@pytest.mark.parametrize("psnr_gap, speed_up, expected", [
+    (-0.5, 1000.0, "holds"),                       # 0.5 dB cheaper than the 1 dB bound, 10³×
+    (-2.0, 1000.0, "does not hold"),               # fast, but 2 dB worse
+    (-0.5, 20.0, "does not hold"),                 # good, but not two orders of magnitude
+    (-1.0, 1000.0, "inconclusive at this size"),   # the gap sits on the 1 dB bound
+])
+def test_flow_claim_is_judged_from_the_speed_up_and_the_psnr_gap(monkeypatch, psnr_gap, speed_up,
+                                                                  expected):
+    """`flow_beats_dps_on_time` on made-up per-image rows (40 images, the flow's PSNR =
+    DPS's + gap + a ±0.3 dB wobble, its seconds = DPS's / speed-up × 1.1^±1): the
+    verdict comes from the two paired intervals, not from the means alone."""
+    import math
+
+    from engine.evaluation import evaluate
+
+    def fake_evaluate(task, methods, n_images, samples, nfe):
+        flow, dps = methods
+        assert task == "denoise" and samples == 1 and "dps@vp" in methods
+        base = [20 + 0.2 * i for i in range(n_images)]
+        wobble = [0.3 * math.sin(1.7 * i) for i in range(n_images)]
+        seconds = [5.0 + 0.1 * i for i in range(n_images)]
+        per_flow = {"psnr": [b + psnr_gap + w for b, w in zip(base, wobble)],
+                    "seconds": [s / speed_up * 1.1 ** math.cos(i) for i, s in enumerate(seconds)]}
+        per_dps = {"psnr": base, "seconds": seconds}
+        row = lambda p: {"psnr": sum(p["psnr"]) / n_images, "seconds": sum(p["seconds"]) / n_images,
+                         "per_image": p}
+        return {"results": {flow: row(per_flow), dps: row(per_dps)}}, {}
+
+    monkeypatch.setattr(evaluate, "evaluate", lambda task, methods, **kw: fake_evaluate(
+        task, methods, 40, kw["samples"], kw["nfe"]))
+    outcome = claims.flow_beats_dps_on_time(quick=False)
+    assert outcome.verdict == expected
+    assert "faster" in outcome.ours and "100 images" in outcome.ours

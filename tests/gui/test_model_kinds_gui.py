@@ -26,3 +26,23 @@ def test_the_window_offers_and_runs_a_new_model_kind(toy_kind, window, run_to_en
     assert result.extras["level"] == [(0, 1.0), (1, 0.0)]
     assert float(result.samples.std(0).mean()) > 0  # z differs per sample
     assert torch.isfinite(result.samples).all()
+
+
+def test_the_demo_starts_a_task_bound_model_on_its_own_task(toy_kind, window, qtbot):
+    """``studio --run-demo --method M@MODEL`` with a task-bound model (an APS flow, a TIM
+    tower) starts on the model's task, not on the method's example degradation."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from studio.app import Demo
+
+    catalog = window.catalog
+    catalog.methods["toy-task-sample"] = dataclasses.replace(
+        catalog.methods["toy-task-sample"], example_degradation="noise=0.1")
+    args = SimpleNamespace(method="toy-task-sample@toy-up", param=[], degrade=None, n=2, seed=0,
+                           sample=0, screenshot=None)
+    demo = Demo(window, args, SimpleNamespace(processEvents=lambda: None, quit=lambda: None))
+    with qtbot.waitSignal(window.controller.finished, timeout=60_000):
+        demo.start()
+    assert window.state.degradation.spec() == TOY_TASK
+    assert demo.exit_code == 0
