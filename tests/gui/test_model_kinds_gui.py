@@ -40,7 +40,7 @@ def test_the_demo_starts_a_task_bound_model_on_its_own_task(toy_kind, window, qt
     catalog.methods["toy-task-sample"] = dataclasses.replace(
         catalog.methods["toy-task-sample"], example_degradation="noise=0.1")
     args = SimpleNamespace(method="toy-task-sample@toy-up", param=[], degrade=None, n=2, seed=0,
-                           sample=0, screenshot=None)
+                           sample=0, image=None, screenshot=None)
     demo = Demo(window, args, SimpleNamespace(processEvents=lambda: None, quit=lambda: None))
     with qtbot.waitSignal(window.controller.finished, timeout=60_000):
         demo.start()
