@@ -237,12 +237,14 @@ def main(argv: list[str]) -> int:
         from engine.evaluation.reference import side_by_side
         model = "vp" if "vp" in learned_models() else "empirical-vp"
         report["diffusers"] = side_by_side(model, steps=20 if args.quick else 50,
-                                           repeats=1 if args.quick else 5)
+                                           repeats=1 if args.quick else 25)
         for name in ("ddim", "ddpm"):
             row = report["diffusers"][name]
             print(f"{name} vs {row['diffusers']} on {model}: max |Δ| {row['max_abs_diff']:.2e}, "
                   f"{row['ours_s']:.3f} s vs {row['diffusers_s']:.3f} s (ratio {row['ratio']:.2f}, "
-                  f"pairs {row['ratio_range'][0]:.2f}–{row['ratio_range'][1]:.2f})")
+                  f"pairs {row['ratio_range'][0]:.2f}–{row['ratio_range'][1]:.2f}"
+                  + (f", median's 95 % CI {row['ratio_ci'][0]:.3f}–{row['ratio_ci'][1]:.3f})"
+                     if row["ratio_ci"] else ")"))
     return _save(args.json, report)
 
 
