@@ -193,10 +193,23 @@ def test_soft_mask_window_shrinks_to_nothing():
     assert s.corruption(1.0) == Mask("frame", 1.0)
 
 
+def test_soft_mask_noise_rises_over_the_mask_stage_only_when_asked():
+    flat, rising = SoftMaskSchedule(), SoftMaskSchedule(sigma_max=1.0)
+    ts = np.linspace(0, 1, 41)
+    assert [flat.sigma(t) for t in ts] == [SoftMaskSchedule(sigma_max=0.05).sigma(t) for t in ts]
+    assert flat.sigma(1.0) == pytest.approx(0.1) and rising.sigma(1.0) == pytest.approx(1.0)
+    noise_stage = ts[ts <= flat.t_split]
+    assert [flat.sigma(t) for t in noise_stage] == [rising.sigma(t) for t in noise_stage]
+    assert rising.sigma(0.575) == pytest.approx(0.1 * 10 ** 0.5)  # halfway through the mask stage
+    mask_stage = [rising.sigma(t) for t in ts[ts >= flat.t_split]]
+    assert all(b > a for a, b in zip(mask_stage, mask_stage[1:]))
+
+
 @pytest.mark.parametrize("schedule", [
     VESchedule(), VESchedule(0.002, 80.0), VPSchedule(), VPSchedule(1e-4, 0.03, 500),
     SoftBlurSchedule(), SoftBlurSchedule(t_split=0.1, blur_table=[0.01, 0.5, 2.0, 9.0]),
-    SoftMaskSchedule(), SoftMaskSchedule(sigma_end=0.2)], ids=lambda s: s.kind)
+    SoftMaskSchedule(), SoftMaskSchedule(sigma_end=0.2), SoftMaskSchedule(sigma_max=1.0)],
+    ids=lambda s: s.kind)
 def test_schedule_config_round_trips(schedule):
     config = schedule.to_config()
     assert config["kind"] == schedule.kind

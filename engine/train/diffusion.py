@@ -143,12 +143,14 @@ def model_config(family: str, architecture: UNetConfig, schedule: Schedule, loss
 def train_diffusion(family: str, out: Path, settings: TrainSettings, loss: str = "ssm",
                     architecture: UNetConfig = UNetConfig(), data: torch.Tensor | None = None,
                     blur_table: list[float] | None = None, resume: bool = False,
-                    progress: bool = True, grids: bool = True, data_dir: Path | None = None) -> dict:
+                    progress: bool = True, grids: bool = True, data_dir: Path | None = None,
+                    mask_sigma_max: float = 0.0) -> dict:
     """Train one diffusion family into ``out`` (a loadable model directory).
 
     ``data``: training images in [0, 1] (default: the Fashion-MNIST train split, read
     from ``data_dir`` or `engine.io.data.data_dir`'s default);
-    ``blur_table``: the soft-blur family's table of blur levels (see `soft_blur_schedule`).
+    ``blur_table``: the soft-blur family's table of blur levels (see `soft_blur_schedule`);
+    ``mask_sigma_max``: the soft-mask family's noise at t = 1 (`SoftMaskSchedule.sigma_max`).
     """
     if family not in FAMILIES:
         raise BadInputError(f"unknown family {family!r} ({', '.join(FAMILIES)})")
@@ -158,7 +160,11 @@ def train_diffusion(family: str, out: Path, settings: TrainSettings, loss: str =
         raise BadInputError(f"loss {loss!r} is not available for {family} ({', '.join(choices)})")
     if blur_table is not None and family != "soft-blur":
         raise BadInputError("a blur table only applies to the soft-blur family")
-    schedule = schedule_cls(blur_table) if blur_table is not None else schedule_cls()
+    if mask_sigma_max and family != "soft-mask":
+        raise BadInputError("--mask-sigma-max only applies to the soft-mask family")
+    schedule = (schedule_cls(blur_table) if blur_table is not None
+                else SoftMaskSchedule(sigma_max=mask_sigma_max) if family == "soft-mask"
+                else schedule_cls())
     x0 = to_model_range(load_fashion_mnist("train", data_dir)[0] if data is None else data)
     stats = dataset_statistics(x0)
     model = init_network(lambda: UNet(architecture), settings.seed)
@@ -234,13 +240,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blur-table", type=Path, default=None,
                    help="soft-blur: JSON with a 'blur_table' list, e.g. the output of "
                         "'python -m engine schedule --json FILE' (W2 shortest path)")
+    p.add_argument("--mask-sigma-max", type=float, default=0.0,
+                   help="soft-mask: noise std at t = 1, rising from 0.1 over the mask stage "
+                        "(0 = constant 0.1, the original schedule)")
 
 
 def _family(name: str, summary: str) -> Family:
     def run(out: Path, settings: TrainSettings, args: argparse.Namespace) -> dict:
         return train_diffusion(name, out, settings, loss=args.loss,
                                blur_table=read_blur_table(args.blur_table), data_dir=args.data,
-                               resume=args.resume, progress=not args.quiet)
+                               resume=args.resume, progress=not args.quiet,
+                               mask_sigma_max=args.mask_sigma_max)
     return Family(name, run, steps=4000, summary=summary, add_arguments=add_arguments)
 
 
