@@ -55,14 +55,16 @@ def test_exact_prior_claim_separates_momentum_from_naive():
     assert outcome.verdict == "holds" and "exact prior" in outcome.ours
 
 
-@pytest.mark.parametrize("psnr_gap, speed_up, expected", [
-    (-0.5, 1000.0, "holds"),                       # 0.5 dB cheaper than the 1 dB bound, 10³×
-    (-2.0, 1000.0, "does not hold"),               # fast, but 2 dB worse
-    (-0.5, 20.0, "does not hold"),                 # good, but not two orders of magnitude
-    (-1.0, 1000.0, "inconclusive at this size"),   # the gap sits on the 1 dB bound
+@pytest.mark.parametrize("psnr_gap, speed_up, quick, expected", [
+    (-0.5, 1000.0, False, "holds"),                      # 0.5 dB inside the 1 dB bound, 10³×
+    (-2.0, 1000.0, False, "does not hold"),              # fast, but 2 dB worse
+    (-0.5, 20.0, False, "does not hold"),                # good, but not two orders of magnitude
+    (-1.0, 1000.0, False, "inconclusive at this size"),  # the gap sits on the 1 dB bound
+    (-0.5, 50.0, False, "does not hold"),                # 50× a 100-step DPS: too slow
+    (-0.5, 50.0, True, "holds"),                         # 50× a 20-step DPS: bound 20×
 ])
 def test_flow_claim_is_judged_from_the_speed_up_and_the_psnr_gap(monkeypatch, psnr_gap, speed_up,
-                                                                  expected):
+                                                                  quick, expected):
     """`flow_beats_dps_on_time` on made-up per-image rows (40 images, the flow's PSNR =
     DPS's + gap + a ±0.3 dB wobble, its seconds = DPS's / speed-up × 1.1^±1): the
     verdict comes from the two paired intervals, not from the means alone."""
@@ -85,6 +87,6 @@ def test_flow_claim_is_judged_from_the_speed_up_and_the_psnr_gap(monkeypatch, ps
 
     monkeypatch.setattr(evaluate, "evaluate", lambda task, methods, **kw: fake_evaluate(
         task, methods, 40, kw["samples"], kw["nfe"]))
-    outcome = claims.flow_beats_dps_on_time(quick=False)
+    outcome = claims.flow_beats_dps_on_time(quick=quick)
     assert outcome.verdict == expected
-    assert "faster" in outcome.ours and "100 images" in outcome.ours
+    assert "faster" in outcome.ours and ("8 images" if quick else "100 images") in outcome.ours
