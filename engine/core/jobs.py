@@ -110,6 +110,13 @@ def to_thumbnail(x: torch.Tensor) -> np.ndarray:
     return (x.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
+def grad_mode(info):
+    """The context a method is advanced in: inference mode when it takes no gradients
+    (no autograd bookkeeping at all: the network pass is several % faster than under
+    ``no_grad``), ``no_grad`` when it enables them locally (`engine.core.registry`)."""
+    return torch.no_grad() if info.needs_grad else torch.inference_mode()
+
+
 class Job:
     def __init__(self, request: Request):
         self.request = request
@@ -199,7 +206,7 @@ class Job:
         try:
             while True:
                 started = time.perf_counter()  # time the method, not the consumer
-                with self._grad_mode():
+                with grad_mode(self.info):
                     step = next(steps, None)
                 if step is None:
                     break
@@ -212,12 +219,6 @@ class Job:
         finally:
             steps.close()  # a closed job stops its method within one step
         self.finish(stopped=False)
-
-    def _grad_mode(self):
-        """Inference mode for methods that take no gradients (no autograd bookkeeping at
-        all: the network pass is several % faster than under ``no_grad``); ``no_grad``
-        for those that enable gradients locally (`engine.core.registry`)."""
-        return torch.no_grad() if self.info.needs_grad else torch.inference_mode()
 
     def thumbnail(self, x: torch.Tensor) -> np.ndarray:
         """One image (C, H, W) in model units as an 8-bit (H, W, C) thumbnail."""

@@ -63,7 +63,7 @@ import torch
 from engine.evaluation import metrics, uncertainty
 
 from engine.core import registry
-from engine.core.jobs import Job, Request
+from engine.core.jobs import Job, Request, grad_mode
 from engine.core.operators import Degradation
 from engine.core.rng import SampleRNG
 from engine.core.step import EngineError
@@ -179,7 +179,7 @@ def run_batched(jobs: list[Job]) -> list[SimpleNamespace]:
     rng = SampleRNG(seeds[0], n * len(jobs), device=lead.request.device)
     nfe, vjp = lead.nfe, lead.vjp
     started = time.perf_counter()
-    with torch.no_grad():
+    with grad_mode(lead.info):  # as `Job.steps` advances it
         *_, last = lead.info.run(lead.prior, measurement, lead.params, rng)
     seconds = (time.perf_counter() - started) / len(jobs)
     nfe, vjp = lead.nfe - nfe, lead.vjp - vjp
