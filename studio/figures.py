@@ -19,7 +19,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import shiboken6
 
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1"]
 
@@ -89,10 +88,6 @@ def draw(points: dict[str, list[Point]], metric: str, title: str, out: Path,
     app.processEvents()
     pyqtgraph.exporters.ImageExporter(widget.plotItem).export(str(out))
     widget.close()
-    # Delete the view, its scene and items now. Left to Python's cyclic collector they
-    # were freed whenever it next ran, e.g. in the middle of a later widget's
-    # constructor (a suspected cause of the GUI suite's rare segfault in ViewBox.__init__).
-    shiboken6.delete(widget)
 
 
 def main(argv: list[str] | None = None) -> int:
