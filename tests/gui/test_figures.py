@@ -1,11 +1,22 @@
 """README figures: curves are gathered per method across eval reports and drawn."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
 
-from studio.figures import curves, main
+from studio.figures import curves
+
+
+def main(argv: list[str]) -> int:
+    """`python -m studio.figures` in its own process, as users run it: in this process
+    its offscreen plot preceded every one of the GUI suite's segfaults (4 of 10 full
+    runs on 2026-12-02, each while the next test built its window)."""
+    return subprocess.run([sys.executable, "-m", "studio.figures", *argv], timeout=120,
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}).returncode
 
 
 def report(nfe, rows):
@@ -26,7 +37,7 @@ def test_curves_against_a_swept_parameter_carry_intervals():
     assert curves(reports, "fd", x="k") == {"ddim": [(0.0, 8.0, (7.0, 10.0)), (0.6, 4.0, (3.0, 6.0))]}
 
 
-def test_error_bars_are_drawn(tmp_path, qapp):
+def test_error_bars_are_drawn(tmp_path):
     path = tmp_path / "r.json"
     rows = {"fd": 5.0, "fd_ci": [1.0, 9.0], "nfe": 10}
     path.write_text(json.dumps({"results": {"a": rows}}))
@@ -37,7 +48,7 @@ def test_error_bars_are_drawn(tmp_path, qapp):
     assert blue_rows.max() - blue_rows.min() > 200  # a single point with a tall bar
 
 
-def test_plot_is_written_with_a_curve_per_method(tmp_path, qapp):
+def test_plot_is_written_with_a_curve_per_method(tmp_path):
     paths = []
     for nfe, rows in ((10, {"a": 9.0, "b": 7.0}), (50, {"a": 3.0, "b": 5.0})):
         paths.append(tmp_path / f"r{nfe}.json")
