@@ -48,11 +48,12 @@ def test_errors_speak_in_slider_units_and_name_methods_that_run(window, qtbot):
 
 
 def test_picker_marks_what_cannot_restore_and_live_does_not_start_it(window, qtbot):
-    """Item 5: on the default screen (ddim@vp) with Live on, moving the blur slider greys
-    ddim@vp with the registry's reason, says why in one calm line and starts no job."""
+    """Item 5: on the default screen with ddim@vp (the default until issue 12) and Live on,
+    moving the blur slider greys ddim@vp with the registry's reason, says why in one calm
+    line and starts no job."""
     panel = window.method_panel
     window.apply_defaults()
-    assert (window.state.method.method, window.state.method.model) == ("ddim", "vp")
+    window.choose_method("ddim", "vp", {"nfe": 25, "k": 1.0})
     with qtbot.waitSignal(window.controller.finished, timeout=60_000):
         panel.live.setChecked(True)  # Live runs the default screen as it is
     started = []
