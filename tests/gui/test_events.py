@@ -119,7 +119,8 @@ def test_a_new_operator_gets_its_controls_in_the_real_panel(qtbot, monkeypatch):
     assert window.state.degradation.spec() == "blur=1,gain=0.5"
     expected = Degradation(blur=1.0, gain=0.5).measure(window.working[None])[0]
     np.testing.assert_array_equal(window.canvases["degraded"].array, display_array(expected))
-    assert "scale(c=0.5) ∘ blur" in window.degradation_panel.description.text()
+    qtbot.waitUntil(lambda: "scale(c=0.5) ∘ blur" in window.degradation_panel.description.text(),
+                    timeout=2000)  # the formula line follows once the slider rests
     with qtbot.waitSignal(window.controller.finished, timeout=30_000) as blocker:
         window.run_job()
     result = blocker.args[1].result
