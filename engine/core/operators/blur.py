@@ -32,7 +32,7 @@ from engine.core.operators.base import Operator
 from engine.core.step import BadInputError
 
 BANDED_ABOVE = 256  # image sides above this are blurred block-banded (module doc)
-BLOCK = 64
+BLOCK = 32  # 64 took 15 % more at σ = 1 on 512×512 RGB (the band fills less of a block)
 TAIL = 8.0  # taps beyond TAIL·σ are left out above BANDED_ABOVE: e^−TAIL²/2 ≈ 1e−14
 
 
