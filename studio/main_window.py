@@ -36,7 +36,7 @@ from studio.files import FileMenuMixin
 from studio.panels.degradation import DegradationPanel
 from studio.panels.method import MethodPanel
 from studio.panels.source import SourcePanel
-from studio.preview import PreviewMixin
+from studio.preview import PreviewMixin, keep_freed_buffers
 from studio.runs import RunMixin
 from studio.state import StudioState
 from studio.views.canvas import CanvasGrid
@@ -220,6 +220,7 @@ class MainWindow(PreviewMixin, RunMixin, FileMenuMixin, QMainWindow):
         from studio.catalog import Catalog
 
         torch.set_num_threads(1)  # on the GUI thread only: previews are small (studio.preview)
+        keep_freed_buffers()  # the process's heap (studio.preview)
         # not a daemon: killed inside torch at exit, it would abort the process
         self.warm_up = threading.Thread(target=warm_up, name="warm-up")
         self.warm_up.start()

@@ -23,6 +23,19 @@ def test_bench_sections_have_positive_medians():
     assert "ratio" in report and "job start" in report
 
 
+def test_photo_job_section_splits_the_job_into_its_parts():
+    from engine.priors.catalog import learned_models
+
+    if "photo" not in learned_models():
+        pytest.skip("the photo model is not shipped here")
+    r = bench.bench_photo_job(repeats=1, side=64)
+    assert r["side"] == 64 and r["psnr"] > 20
+    for part in ("network", "build", "steps", "finish", "job"):
+        assert r[part]["wall_s"] > 0 and r[part]["cpu_s"] >= 0
+    assert r["job"]["wall_s"] >= r["steps"]["wall_s"]
+    assert "whole job" in bench.format_photo_job(r)
+
+
 def test_claims_are_pending_until_their_methods_exist(monkeypatch):
     def unavailable(quick):
         raise EngineError("no model")

@@ -175,6 +175,70 @@ def test_block_banded_blur_of_a_large_image_equals_the_dense_factors(sigma, radi
     torch.testing.assert_close(op.adjoint(x), expected, rtol=0, atol=1e-12)  # still self-adjoint
 
 
+def test_block_banded_blur_builds_no_dense_factor():
+    """A new σ on a large image costs a BLOCK × (BLOCK + 2·band) slab, not the n×n factor
+    (128 MB in float64 at n = 4000, each one cached): a drag over σ meets a new σ per move."""
+    from engine.core.operators.blur import BLOCK, band_slab
+
+    x = rand(1, 3, 300, 520, seed=5).float()
+    blur_matrix.cache_clear()
+    band_slab.cache_clear()
+    Blur(1.37).forward(x)
+    assert blur_matrix.cache_info().currsize == 0
+    slab = band_slab(1.37, 300, 11, torch.float32, torch.device("cpu"))
+    assert slab.shape == (BLOCK, BLOCK + 22)
+    dense_rows = blur_matrix(1.37, 300, 300)[100:100 + BLOCK, 100 - 11:100 + BLOCK + 11].float()
+    offsets = torch.arange(BLOCK)[:, None] - torch.arange(BLOCK + 22)[None, :] + 11
+    inside = offsets.abs() <= 11  # |i − j| ≤ band = ⌈8σ⌉
+    assert torch.equal(slab[inside], dense_rows[inside])  # the dense factor's own entries
+    assert (slab[~inside] == 0).all() and dense_rows[~inside].max() < 1e-13 * dense_rows.max()
+
+
+@pytest.mark.parametrize("op", [Identity(), Scale(0.5), Blur(1.5), Blur(2.0, radius=3),
+                                Mask("random", 0.3, 2)], ids=repr)
+def test_shape_keeping_operators_answer_out_shape_without_a_forward(op):
+    from engine.core.operators import Operator
+
+    assert op.keeps_shape
+    for shape in [(1, 3, 28, 28), (2, 1, 300, 520)]:
+        assert op.out_shape(shape) == Operator.out_shape(Downsample(1), shape) == shape
+        assert tuple(op.forward(torch.zeros(shape, device="meta")).shape) == shape
+    assert not Downsample(2).keeps_shape and Downsample(2).out_shape((1, 3, 8, 8)) == (1, 3, 4, 4)
+    assert Grayscale(3).out_shape((1, 3, 8, 8)) == (1, 1, 8, 8)
+
+
+def test_stage_memo_gives_the_same_y_and_skips_unchanged_stages(monkeypatch):
+    """The studio's preview measures through a `StageMemo`: bit for bit the y of the job's
+    path, with only the stages after the first changed operator recomputed."""
+    from engine.core.operators import StageMemo, measure_image
+    from engine.core.operators.masks import Mask as MaskOp
+
+    calls = []
+    for cls in (Blur, MaskOp):
+        original = cls.forward
+        monkeypatch.setattr(cls, "forward", lambda self, x, original=original:
+                            calls.append(self.name) or original(self, x))
+    image = torch.rand(3, 300, 264, generator=torch.Generator().manual_seed(6))
+    memo = StageMemo()
+    sequence = [("blur=1.5,mask=box:0.3,noise=0.05", ["blur", "mask"]),
+                ("blur=1.5,mask=box:0.3,noise=0.1", []),  # σ_y: no operator again
+                ("blur=1.5,mask=box:0.6,noise=0.1", ["mask"]),  # the mask, not the blur
+                ("blur=2.5,mask=box:0.6,noise=0.1", ["blur", "mask"]),
+                ("blur=2.5,noise=0.1", []),  # the leading blur was kept
+                ("mask=box:0.6", ["mask"])]
+    for spec, recomputed in sequence:
+        d = Degradation.parse(spec)
+        del calls[:]
+        _, y = measure_image(d, image[None], seed=3, memo=memo)  # a new view each call, as the studio's
+        assert calls == recomputed, spec
+        _, expected = measure_image(d, image[None], seed=3)
+        assert torch.equal(y, expected), spec
+    image.mul_(0.5)  # changed in place: nothing kept is reused
+    del calls[:]
+    _, y = measure_image(Degradation.parse("mask=box:0.6"), image[None], seed=3, memo=memo)
+    assert calls == ["mask"] and torch.equal(y, MaskOp("box", 0.6).forward(image[None]))
+
+
 def test_blur_darkens_at_the_borders():
     """No renormalisation: a corner keeps (the kernel's half with the centre tap)²."""
     flat = Blur(2.0).forward(torch.ones(1, 1, 16, 16, dtype=torch.float64))

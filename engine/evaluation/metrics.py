@@ -62,17 +62,17 @@ def _psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return (10 * torch.log10(1.0 / mse)).float()
 
 
-def _gaussian_window(channels: int) -> torch.Tensor:
+def _gaussian_taps() -> torch.Tensor:
+    """The 1-D factor of SSIM's 11×11 window (float64, sums to 1)."""
     radius = int(3.5 * SSIM_SIGMA + 0.5)
     taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
     g = torch.exp(-0.5 * (taps / SSIM_SIGMA) ** 2)
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, -1, -1).contiguous()
+    return g / g.sum()
 
 
 def ssim_defined(shape: tuple[int, ...]) -> bool:
     """SSIM needs an image at least as large as its 11×11 window (skimage refuses too)."""
-    side = _gaussian_window(1).shape[-1]
+    side = len(_gaussian_taps())
     return shape[-1] >= side and shape[-2] >= side
 
 
@@ -83,15 +83,15 @@ def ssim(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     multi-megapixel photo or a large batch needs a few band-sized float64 maps, not a
     dozen full-size ones; each image's value is the same as computed whole."""
     if not ssim_defined(tuple(x.shape)):
-        raise ValueError(f"SSIM needs images of at least {_gaussian_window(1).shape[-1]} "
+        raise ValueError(f"SSIM needs images of at least {len(_gaussian_taps())} "
                          f"pixels a side, got {tuple(x.shape[-2:])}")
-    side = _gaussian_window(1).shape[-1]
+    side = len(_gaussian_taps())
     band_bytes = SSIM_MAPS * x.shape[-3] * (SSIM_BAND + side) * x.shape[-1] * 8
     return _in_chunks(_ssim_banded, x, ref, band_bytes)
 
 
 def _ssim_banded(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    side = _gaussian_window(1).shape[-1]
+    side = len(_gaussian_taps())
     valid_h, valid_w = x.shape[-2] - side + 1, x.shape[-1] - side + 1
     total = 0.0
     for top in range(0, valid_h, SSIM_BAND):
@@ -101,9 +101,11 @@ def _ssim_banded(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 
 def _ssim_map(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    c = x.shape[1]
-    window = _gaussian_window(c)
-    blur = lambda v: F.conv2d(v, window, groups=c)  # valid region only, as skimage crops
+    c, g = x.shape[1], _gaussian_taps()
+    column, row = g.view(1, 1, -1, 1).expand(c, 1, -1, 1), g.view(1, 1, 1, -1).expand(c, 1, 1, -1)
+    # the window is separable: its two 11-tap factors (valid region only, as skimage crops);
+    # float64 conv2d with the whole 11×11 window took 0.8 s per map at 512×512 RGB, 20× more
+    blur = lambda v: F.conv2d(F.conv2d(v, column, groups=c), row, groups=c)
     mu_x, mu_y = blur(x), blur(ref)
     var_x = blur(x * x) - mu_x**2
     var_y = blur(ref * ref) - mu_y**2
@@ -138,13 +140,14 @@ def sample_metrics(samples: torch.Tensor, clean: torch.Tensor | None) -> dict:
     SSIM is left out for images smaller than its window (not faked)."""
     out: dict = {}
     if clean is not None:
+        single = samples.shape[0] == 1  # the mean is the sample: its metrics are the sample's
         p, mean = psnr(samples, clean), samples.mean(0, keepdim=True)
         out.update(psnr=float(p.mean()), psnr_per_sample=p.tolist(),
-                   psnr_mean=float(psnr(mean, clean)[0]))
+                   psnr_mean=float(p[0] if single else psnr(mean, clean)[0]))
         if ssim_defined(tuple(samples.shape)):
             s = ssim(samples, clean)
             out.update(ssim=float(s.mean()), ssim_per_sample=s.tolist(),
-                       ssim_mean=float(ssim(mean, clean)[0]))
+                       ssim_mean=float(s[0] if single else ssim(mean, clean)[0]))
     if samples.shape[0] > 1:
         out.update(diversity=diversity(samples), std=float(pixel_std(samples).mean()))
     return out

@@ -8,6 +8,7 @@ def test_quick_gui_benchmark_measures_preview_first_step_live_and_stall(qtbot):
     assert set(report["preview"]) == {"noise", "blur", "mask_level"}
     for row in report["preview"].values():
         assert row["samples"] == 10 and 0 < row["median_ms"] <= row["p95_ms"]
+        assert 0 < row["cpu_median_ms"] <= row["cpu_p95_ms"] and row["page_faults_per_move"] >= 0
     stall = report["stall"]
     assert stall["nfe"] == 50 and stall["frames_drawn"] >= 1 and stall["ticks"] >= 2
     assert 0 <= stall["median_stall_ms"] <= stall["longest_stall_ms"]

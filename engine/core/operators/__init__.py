@@ -22,7 +22,8 @@ from engine.core.operators.masks import MASK_KINDS, Mask
 from engine.core.operators.resample import Downsample, Grayscale
 
 _DEGRADATION_NAMES = ("Degradation", "OperatorInfo", "register_operator", "operator_infos",
-                      "degradation_rows", "allowed_values", "measure_image", "measurement_noise")
+                      "degradation_rows", "allowed_values", "measure_image", "measurement_noise",
+                      "StageMemo")
 
 __all__ = ["Blur", "Compose", "Downsample", "Grayscale", "Identity", "MASK_KINDS", "Mask",
            "Operator", "Scale", "Shape", "blur_matrix", "cg_iterates", "conjugate_gradient",

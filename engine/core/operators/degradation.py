@@ -31,7 +31,8 @@ Decisions recorded here:
   ``name`` switches a bool operator on, ``noise=σ`` sets σ_y; for example
   ``blur=2,mask=random:0.7:3,grayscale,noise=0.05``.
 * **One measurement path.** `measure_image` computes y for the job and for the studio's
-  preview alike; `measurement_noise` is the one draw of ε (by the measurement seed).
+  preview alike; `measurement_noise` is the one draw of ε (by the measurement seed). The
+  preview keeps a `StageMemo` across slider moves: the same forwards, fewer of them.
 """
 
 from __future__ import annotations
@@ -300,14 +301,49 @@ def measurement_noise(seed: int, shape: tuple[int, ...], scheme: str | None = No
     return draw_measurement_noise(int(seed), shape, scheme)
 
 
+class StageMemo:
+    """The outputs of a chain's leading operators on one image, kept from one measurement
+    to the next (the studio's preview, at every slider move): moving σ_y recomputes no
+    operator, moving the mask recomputes the mask but not the blur before it. Entries are
+    keyed by the leading operators themselves (frozen dataclasses, equal by value), each
+    computed by the same forward in the same order as without the memo, so y is the same
+    bit for bit. Holds the image and the current chain's stages only; one thread per memo."""
+
+    def __init__(self):
+        self._x: torch.Tensor | None = None  # held: its memory is not reused meanwhile
+        self._key: tuple | None = None
+        self._stages: dict[tuple[Operator, ...], torch.Tensor] = {}
+
+    @staticmethod
+    def _image_key(x: torch.Tensor) -> tuple:
+        """Equal for views of the same pixels (``working[None]`` at every call) until they
+        change in place (the version counter; inference tensors keep none)."""
+        return (x.data_ptr(), x.shape, x.stride(), x.dtype, x.device,
+                None if x.is_inference() else x._version)
+
+    def forward(self, op: Operator, x: torch.Tensor) -> torch.Tensor:
+        key = self._image_key(x)
+        if key != self._key:
+            self._x, self._key, self._stages = x, key, {}
+        ops = op.ops if isinstance(op, Compose) else (op,)
+        stages, y = {}, x
+        for k, a in enumerate(ops):
+            key = ops[:k + 1]
+            y = stages[key] = self._stages[key] if key in self._stages else a.forward(y)
+        self._stages = stages
+        return y
+
+
 def measure_image(degradation: Degradation, x: torch.Tensor, seed: int,
-                  scheme: str | None = None) -> tuple[Operator, torch.Tensor]:
+                  scheme: str | None = None,
+                  memo: StageMemo | None = None) -> tuple[Operator, torch.Tensor]:
     """``(A, y)`` with ``y = A x + σ_y ε`` for images ``x`` (1, C, H, W) in image units and ε
     drawn by the measurement seed (in noise ``scheme``, None = current). The job and the
-    studio's preview both measure here, so the preview *is* the job's y."""
+    studio's preview both measure here, so the preview *is* the job's y; the preview
+    passes a `StageMemo` so that a slider recomputes only the stages after its own."""
     op = degradation.operator(x.shape[1])
     op.check_input(tuple(x.shape))
-    y = op.forward(x)
+    y = op.forward(x) if memo is None else memo.forward(op, x)
     if degradation.noise > 0:  # ε's shape is y's (no meta-tensor forward to find it)
         eps = measurement_noise(seed, tuple(y.shape[1:]), scheme)
         y = y + degradation.noise * eps.to(y.device, y.dtype)

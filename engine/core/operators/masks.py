@@ -49,6 +49,7 @@ class Mask(Operator):
     level: float = 0.5
     seed: int = 0
     name = "mask"
+    keeps_shape = True
 
     def __post_init__(self):
         if not 0.0 <= self.level <= 1.0:
