@@ -105,6 +105,20 @@ def test_frechet_distance_is_exact_and_silent_for_rank_deficient_covariances():
     assert value == pytest.approx(reference, rel=1e-3)
 
 
+def test_frechet_distance_forms_agree_on_either_side_of_the_dimension():
+    """The cross-Gram SVD (n ≤ d) and the covariance form (n > d) give one value."""
+    g = np.random.default_rng(1)
+    a, b = g.normal(size=(64, 64)), g.normal(0.2, 1.3, size=(80, 64))
+    centred_a, centred_b = a - a.mean(0), b - b.mean(0)
+    by_covariance = metrics.trace_sqrt_product(np.cov(a, rowvar=False), np.cov(b, rowvar=False))
+    assert metrics.cross_trace_sqrt(centred_a, centred_b) == pytest.approx(by_covariance, rel=1e-9)
+    narrow_a, narrow_b = a[:, :16], b[:, :16]  # n > d: frechet_distance takes the covariance form
+    mean_term = ((narrow_a.mean(0) - narrow_b.mean(0)) ** 2).sum()
+    traces = np.trace(np.cov(narrow_a, rowvar=False) + np.cov(narrow_b, rowvar=False))
+    cross = metrics.cross_trace_sqrt(narrow_a - narrow_a.mean(0), narrow_b - narrow_b.mean(0))
+    assert metrics.frechet_distance(narrow_a, narrow_b) == pytest.approx(mean_term + traces - 2 * cross, rel=1e-9)
+
+
 # -- one-to-many metrics (tim.md §Metrics) ----------------------------------------------------------------------------
 
 def test_identical_samples_score_zero():

@@ -12,13 +12,13 @@ whose methods are not implemented yet are "pending", never a made-up number.
 ``--quick`` shrinks sample counts and NFE to a smoke check; its intervals are wide and
 it says "inconclusive" rather than a wrong verdict where it is too small to decide.
 
-Cost (this 2-core machine): the full run ≈ 8 min (1000 + 1000 soft-blur samples at 50
-NFE dominate) plus the RMP/DPS row (100 SR×2 images batched: DPS and RMP at 100 NFE,
+Cost (this 2-core machine): the full run ≈ 8 min for the soft-blur rows (1000 + 1000
+samples at 50 NFE dominate) and ≈ 5 min for the soft-mask row (297 s on one thread), plus the RMP/DPS row (100 SR×2 images batched: DPS and RMP at 100 NFE,
 RMP at 10, each NFE with a VJP; 98 s on the shared machine at load ≈ 10, its numbers
 equal to the README's `engine eval --batch 100` runs), the amortized-flow row (100
 denoising images through DPS at 100 NFE: ≈ 6 CPU-seconds each, ≈ 10 CPU-minutes) and the
 TIM row (200 SR×4 pairs, 24 candidates per level and up to 16 × 24 code sets each:
-≈ 8 CPU-minutes). ``--quick`` < 1 min on an idle machine (its flow row: 8 images at 20
+≈ 8 CPU-minutes). ``--quick`` < 1 min on an idle machine (52 s with all eight rows, 2026-12-02) (its flow row: 8 images at 20
 NFE, ≈ 5 CPU-seconds; its TIM row: 32 pairs, m = 8, ≈ 20 CPU-seconds with the imports).
 """
 
