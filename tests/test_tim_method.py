@@ -1,5 +1,7 @@
 """Method ``tim``: one Step per level, codes through SampleRNG, vary-one-level, task binding."""
 
+import json
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from engine.core.step import BadInputError, UnsupportedOperatorError
 from engine.evaluation.metrics import diversity_score
 from engine.io.data import demo_images, to_model_range
 from engine.models.tim import TowerModel
+from engine.priors.catalog import MODELS_DIR
 from tests.test_tim import styled_tower
 
 
@@ -109,3 +112,23 @@ def test_pca10_completes_any_image_from_its_projection():
     projected = model.net.measure(x)
     b = run(model, Measurement(projected, Degradation().operator(1), 0.0, (1, 28, 28)), n=2)[-1].x0_hat
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+SHIPPED_TOWERS = sorted(p.parent.name for p in MODELS_DIR.glob("*/config.json")
+                        if json.loads(p.read_text()).get("kind") == "tim-tower")
+
+
+@pytest.mark.parametrize("name", SHIPPED_TOWERS)
+def test_each_shipped_tower_restores_its_own_task_far_beyond_the_pseudo_inverse(name):
+    """8 demo images, 2 samples, seed 0. Over seeds 0–4 the mean PSNR gain over pinv is
+    3.85 ± 0.20 dB (tim-sr4) and 8.95 ± 0.29 dB (tim-inpaint); bound 2.5 dB (≥ 6.7 sd)."""
+    from engine.core.jobs import Job, Request
+
+    task = Degradation.parse(json.loads((MODELS_DIR / name / "config.json").read_text())["task"])
+    gains = []
+    for image in demo_images()[0][:8]:
+        tower = Job(Request(method=f"tim@{name}", image=image, degradation=task, n=2, seed=0)).run()
+        pinv = Job(Request(method="pinv", image=image, degradation=task, n=1, seed=0)).run()
+        assert tower.samples.shape == (2, 1, 28, 28)
+        gains.append(tower.metrics["psnr"] - pinv.metrics["psnr"])
+    assert sum(gains) / len(gains) > 2.5
