@@ -64,10 +64,8 @@ def _psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 def _gaussian_taps() -> torch.Tensor:
     """The 1-D factor of SSIM's 11×11 window (float64, sums to 1)."""
-    radius = int(3.5 * SSIM_SIGMA + 0.5)
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    g = torch.exp(-0.5 * (taps / SSIM_SIGMA) ** 2)
-    return g / g.sum()
+    from engine.core.operators.blur import gaussian_taps
+    return gaussian_taps(SSIM_SIGMA, int(3.5 * SSIM_SIGMA + 0.5))
 
 
 def ssim_defined(shape: tuple[int, ...]) -> bool:
