@@ -282,3 +282,42 @@ def test_evaluation_scores_the_towers_restorations(tmp_path):
     assert low <= report["best_of_n_psnr"] <= high
     fwv = [report[f"fwv@{s:g}"] for s in (0.1, 0.2, 0.3, 0.5, 1.0)]
     assert all(a <= b for a, b in zip(fwv, fwv[1:]))
+
+
+def test_ablation_comparison_pairs_towers_on_the_same_inputs(tmp_path):
+    """A tower against itself differs by exactly 0 on every per-image score and has the
+    same FD; a tower trained one month longer gets paired intervals that hold the
+    difference of its means, and an FD difference interval."""
+    from engine.evaluation.tim_study import compare_towers
+
+    tiny_run(tmp_path / "short", 1)
+    tiny_run(tmp_path / "long", 3)
+    images, reference = demo_images()[0][:3], demo_images()[0][3:40]
+    towers = {name: load_tim_tower(tmp_path / run) for name, run in
+              (("base", "short"), ("same", "short"), ("longer", "long"))}
+    report = compare_towers(towers, images, samples=3, reference=reference)["towers"]
+    base, same, longer = report["base"], report["same"], report["longer"]
+    assert "minus_base" not in base and same["fd"] == base["fd"] > 0
+    assert all(interval == [0.0, 0.0] for key, interval in same["minus_base"].items() if key != "fd")
+    for key in ("psnr", "perceptual", "diversity_score", "fwv@0.3"):
+        low, high = longer["minus_base"][key]
+        assert low <= longer[key] - base[key] <= high
+        assert longer[key] != base[key]
+    low, high = longer["minus_base"]["fd"]
+    assert low < high
+
+
+def test_cli_ablation_needs_name_run_pairs(tmp_path, capsys, monkeypatch):
+    import json
+
+    from engine.evaluation import tim_study
+    from engine.train import main
+    monkeypatch.setattr(tim_study, "FD_REFERENCE", 20)
+    tiny_run(tmp_path / "run", 1)
+    args = ["tim", "--out", str(tmp_path / "run"), "--evaluate", "3", "--samples", "2"]
+    assert main(args + ["--against", str(tmp_path / "run")]) == 2
+    assert "NAME=RUN" in capsys.readouterr().out
+    assert main(args + ["--against", f"again={tmp_path / 'run'}"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["reference"] == 20 and set(report["towers"]) == {"out", "again"}
+    assert report["towers"]["again"]["minus_out"]["psnr"] == [0.0, 0.0]

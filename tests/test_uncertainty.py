@@ -42,6 +42,23 @@ def test_fd_difference_interval_separates_a_shift_and_straddles_zero_without_one
     assert null[0] < 0 < null[1]
 
 
+def test_fd_difference_by_input_resolves_a_shift_that_unpaired_resampling_hides():
+    """Two methods' samples of the same 50 inputs (4 each, 32-d), which share each
+    input's content: resampling inputs with both sample sets keeps their shared draw
+    and resolves a 0.1 shift; resampling the two sets apart straddles zero."""
+    rng = np.random.default_rng(4)
+    a = rng.normal(0, 1, (50, 1, 32)) + rng.normal(0, 0.3, (50, 4, 32))
+    b = a + rng.normal(0.1, 0.05, a.shape)
+    reference = rng.normal(0, 1, (400, 32))
+    flat = lambda x: x.reshape(-1, 32)
+    estimate = frechet_distance(flat(b), reference) - frechet_distance(flat(a), reference)
+    low, high = u.fd_difference_by_input_interval(b, a, reference, resamples=300)
+    assert 0 < low < estimate < high
+    low, high = u.fd_difference_interval(flat(b), flat(a), reference, resamples=300)
+    assert low < 0 < estimate < high
+    assert u.fd_difference_by_input_interval(a, a, reference, resamples=50) == (0.0, 0.0)
+
+
 def test_fd_interval_contains_the_estimate():
     rng = np.random.default_rng(3)
     a, r = rng.normal(0.2, 1, (300, 3)), rng.normal(0, 1, (300, 3))

@@ -25,6 +25,13 @@ Decisions:
   of the noise-free measurement; per-image mean PSNR, best-of-n PSNR, perceptual
   distance to the truth, diversity score and FWV on the σ grid, each averaged over
   inputs with its bootstrap interval (`engine.evaluation.evaluate.summarise`).
+* Ablations (``... --evaluate INPUTS --against NAME=RUN ...``, `compare_towers`): the
+  towers restore the same inputs with the same seeds, so per-image scores are compared
+  by paired intervals. The paper ranks its ablations by FID; the analogue here is the
+  FD-FMNIST of all N·n samples against ``FD_REFERENCE`` clean test images that follow
+  the inputs (disjoint from them). Its difference interval resamples inputs, each
+  with both towers' samples, and the reference on its own
+  (`uncertainty.fd_difference_by_input_interval`).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import torch
 from engine.evaluation import uncertainty
 
 FACTORS = (1, 2, 4, 8, 16)
+FD_REFERENCE = 1000  # clean test images after the inputs, the FD reference of `compare_towers`
 NOT_REACHED = math.inf
 
 
@@ -114,35 +122,83 @@ def format_needs(value: float, largest: int) -> str:
     return f"> {largest}" if math.isinf(value) else f"{value:.1f}"
 
 
-def evaluate_tower(model, images: torch.Tensor, samples: int, seed: int = 0) -> dict:
-    """The tower's restorations of clean ``images`` (image units), ``samples`` each from
-    the method ``tim``, scored per image and summarised with intervals (module doc)."""
+def tower_restorations(model, images: torch.Tensor, samples: int, seed: int = 0) -> torch.Tensor:
+    """``samples`` restorations of each clean image's noise-free measurement from the
+    method ``tim`` (seeds ``seed + samples·i …``), image units, shape (N, n, C, H, W)."""
     from engine.core.operators import Degradation
     from engine.core.registry import Measurement
     from engine.core.rng import SampleRNG
-    from engine.evaluation import metrics
-    from engine.evaluation.evaluate import summarise
     from engine.io.data import to_image_range, to_model_range
-    from engine.models.features import load_feature_network
     from engine.solvers.tim import TimParams, tim
 
-    net = load_feature_network()
-    perceptual = lambda a, b: metrics.perceptual_distance(a, b, net.features)
     # pca10 has no project operator: the tower projects y itself (engine.solvers.tim)
     operator = Degradation.parse("none" if model.task_name == "pca10" else model.degradation).operator(1)
-    rows = []
+    restored = []
     for i, clean in enumerate(images):
         y = model.net.measure(to_model_range(clean)[None].to(model.device))
         with torch.no_grad():
             *_, last = tim(model, Measurement(y, operator, 0.0, model.shape), TimParams(),
                            SampleRNG(seed + samples * i, samples, model.device))
-        restored = to_image_range(last.x0_hat).clamp(0, 1).cpu()
-        psnr = metrics.psnr(restored, clean)
-        grid = metrics.faithfulness_weighted_variance(restored[None], clean[None], distance=perceptual)
+        restored.append(to_image_range(last.x0_hat).clamp(0, 1).cpu())
+    return torch.stack(restored)
+
+
+def restoration_scores(restored: torch.Tensor, images: torch.Tensor, net) -> dict[str, list[float]]:
+    """Per image: mean and best-of-n PSNR, perceptual distance to the truth, diversity
+    score and FWV on the σ grid (tim.md §Metrics)."""
+    from engine.evaluation import metrics
+
+    perceptual = lambda a, b: metrics.perceptual_distance(a, b, net.features)
+    rows = []
+    for samples, clean in zip(restored, images):
+        psnr = metrics.psnr(samples, clean)
+        grid = metrics.faithfulness_weighted_variance(samples[None], clean[None], distance=perceptual)
         rows.append({"psnr": float(psnr.mean()), "best_of_n_psnr": float(psnr.max()),
-                     "perceptual": float(perceptual(restored, clean).mean()),
-                     "diversity_score": metrics.diversity_score(restored[None], perceptual),
+                     "perceptual": float(perceptual(samples, clean).mean()),
+                     "diversity_score": metrics.diversity_score(samples[None], perceptual),
                      **{f"fwv@{s:g}": v for s, v in grid.items()}})
-    summary = summarise({k: [r[k] for r in rows] for k in rows[0]})
-    return {"inputs": len(images), "samples": samples, "seed": seed,
-            "degradation": model.degradation, **summary}
+    return {k: [r[k] for r in rows] for k in rows[0]}
+
+
+def evaluate_tower(model, images: torch.Tensor, samples: int, seed: int = 0) -> dict:
+    """The tower's restorations of clean ``images`` (image units), ``samples`` each,
+    scored per image and summarised with intervals (module doc)."""
+    from engine.evaluation.evaluate import summarise
+    from engine.models.features import load_feature_network
+
+    restored = tower_restorations(model, images, samples, seed)
+    return {"inputs": len(images), "samples": samples, "seed": seed, "degradation": model.degradation,
+            **summarise(restoration_scores(restored, images, load_feature_network()))}
+
+
+def compare_towers(models: dict, images: torch.Tensor, samples: int, reference: torch.Tensor,
+                   seed: int = 0) -> dict:
+    """Towers of one task on the same inputs and seeds (an ablation): each one's
+    `evaluate_tower` scores plus the FD of all its samples against the clean
+    ``reference`` images; for every tower after the first, the paired interval of each
+    per-image score's difference (it − first) and the interval of its FD difference
+    (inputs resampled with both towers' samples, module doc)."""
+    from engine.evaluation.evaluate import fd_with_interval, summarise
+    from engine.models.features import load_feature_network
+
+    net = load_feature_network()
+    with torch.no_grad():
+        reference_features = net.embedding(reference)
+    report, scores, features = {}, {}, {}
+    for name, model in models.items():
+        restored = tower_restorations(model, images, samples, seed)
+        scores[name] = restoration_scores(restored, images, net)
+        with torch.no_grad():
+            features[name] = net.embedding(restored.flatten(0, 1))
+        report[name] = {"degradation": model.degradation, **summarise(scores[name]),
+                        **fd_with_interval(features[name], reference_features)}
+    first = next(iter(models))
+    by_input = lambda name: features[name].double().numpy().reshape(len(images), samples, -1)
+    for name in list(models)[1:]:
+        report[name]["minus_" + first] = {
+            **{key: list(uncertainty.paired_difference_interval(values, scores[first][key]))
+               for key, values in scores[name].items()},
+            "fd": list(uncertainty.fd_difference_by_input_interval(
+                by_input(name), by_input(first), reference_features.double().numpy()))}
+    return {"inputs": len(images), "samples": samples, "seed": seed, "reference": len(reference),
+            "towers": report}

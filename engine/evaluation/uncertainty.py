@@ -89,6 +89,18 @@ def fd_difference_interval(a: np.ndarray, b: np.ndarray, reference: np.ndarray,
     return bootstrap_interval([a, b, reference], statistic, paired=False, resamples=resamples)
 
 
+def fd_difference_by_input_interval(a: np.ndarray, b: np.ndarray, reference: np.ndarray,
+                                    resamples: int = RESAMPLES) -> Interval:
+    """Interval of FD(a, r) − FD(b, r) when ``a[i]`` and ``b[i]`` (shape N × n × d) are
+    two methods' samples of the same input i: inputs are resampled together, the
+    reference on its own."""
+    from engine.evaluation.metrics import frechet_distance
+    flat = lambda x: x.reshape(-1, x.shape[-1])
+    statistic = lambda pairs, fr: (frechet_distance(flat(pairs[:, 0]), fr)
+                                   - frechet_distance(flat(pairs[:, 1]), fr))
+    return bootstrap_interval([np.stack([a, b], axis=1), reference], statistic, resamples=resamples)
+
+
 def block_values(samples, statistic: Callable, block: int = DIVERSITY_BLOCK) -> list[float]:
     """``statistic`` of each disjoint block of ``block`` consecutive samples."""
     return [statistic(samples[i:i + block]) for i in range(0, len(samples) - block + 1, block)]

@@ -47,7 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine.core.step import BadInputError
+from engine.core.step import BadInputError, EngineError
 from engine.io.data import load_fashion_mnist, to_image_range, to_model_range
 from engine.models.tim import IMAGE_SIZE, TASKS, Tower, TowerConfig
 from engine.train import Family, register_family
@@ -293,6 +293,9 @@ def parser() -> argparse.ArgumentParser:
                    help="instead of training: restore INPUTS test images with the tower in --out, "
                         "--samples each, and print PSNR, best-of-n PSNR, diversity and FWV (JSON)")
     p.add_argument("--samples", type=int, default=8, help="samples per input for --evaluate")
+    p.add_argument("--against", nargs="+", default=None, metavar="NAME=RUN",
+                   help="with --evaluate: also score these towers on the same inputs and seeds, "
+                        "with FD and paired differences against --out's tower (an ablation table)")
     p.add_argument("--compare-selection", type=int, default=None, metavar="PAIRS",
                    help="instead of training: load the tower in --out and compare hierarchical "
                         "with vanilla code selection on PAIRS test pairs (prints JSON)")
@@ -325,7 +328,7 @@ def main(argv: list[str]) -> int:
         grid_clean = to_model_range(demo_images()[0][:GRID_INPUTS])
         info = train_tim(out, cfg, imle, settings, data, grid_clean, resume=args.resume,
                          progress=not args.quiet)
-    except BadInputError as err:
+    except EngineError as err:  # bad options, missing runs, too few test images
         print(f"error: {err}")
         return 2
     print(f"tim {args.task}: {info['months']} months ({info['days']} days), "
@@ -348,14 +351,27 @@ def print_selection_comparison(model_dir: Path, args) -> int:
 
 
 def print_evaluation(model_dir: Path, args) -> int:
-    """``--evaluate INPUTS``: `tim_study.evaluate_tower` on the first test images."""
+    """``--evaluate INPUTS``: `tim_study.evaluate_tower` on the first test images, or with
+    ``--against``, `tim_study.compare_towers` of --out's tower (named "out") and those."""
     from engine.evaluation.evaluate import test_images
-    from engine.evaluation.tim_study import evaluate_tower
+    from engine.evaluation.tim_study import FD_REFERENCE, compare_towers, evaluate_tower
     from engine.models.tim import load_tim_tower
 
-    model = load_tim_tower(model_dir, args.device)
-    report = evaluate_tower(model, test_images(args.evaluate)[0], args.samples, args.seed)
-    print(json.dumps({"model": str(model_dir), **report}, indent=2))
+    images = test_images(args.evaluate)[0]
+    if not args.against:
+        report = evaluate_tower(load_tim_tower(model_dir, args.device), images, args.samples, args.seed)
+        print(json.dumps({"model": str(model_dir), **report}, indent=2))
+        return 0
+    runs = {"out": model_dir}
+    for item in args.against:
+        name, sep, run = item.partition("=")
+        if not sep or not name or not run or name in runs:
+            raise BadInputError(f"--against takes distinct NAME=RUN pairs, got {item!r}")
+        runs[name] = Path(run)
+    models = {name: load_tim_tower(run, args.device) for name, run in runs.items()}
+    reference = test_images(FD_REFERENCE, first=args.evaluate)[0]
+    report = compare_towers(models, images, args.samples, reference, args.seed)
+    print(json.dumps({"runs": {k: str(v) for k, v in runs.items()}, **report}, indent=2))
     return 0
 
 
