@@ -19,7 +19,7 @@ Decisions:
   FD is 14.5), so the plain percentile interval of one FD can lie wholly above its
   estimate; `fd_interval` shifts it by the bootstrap's bias estimate mean(FD*) − FD,
   an interval for the FD at these sample sizes (the only FD compared here). Before
-  2026-12-02 17:00 eval wrote the unshifted interval: FD intervals in JSON files and
+  2026-12-02 16:40 eval wrote the unshifted interval: FD intervals in JSON files and
   figures older than that sit too high by that bias (their widths are right).
 * Diversity (mean pairwise distance, a U-statistic: a bootstrap resample's duplicate
   pairs bias it to 0): disjoint blocks of `DIVERSITY_BLOCK` samples, mean ± Student-t
